@@ -1,0 +1,38 @@
+"""The one schema every benchmark reader produces (see DESIGN.md, "Data schema").
+
+- config ``items`` (one split, ``train``): one row per item, ``item_id`` 1..N (0 is padding).
+- config ``sequences``, splits ``train`` / ``validation`` / ``test`` by leave-one-out. Every row is
+  ``user_id``, ``history`` (items in chronological order) and ``target`` (the next item):
+  ``test`` predicts a user's last item from all before it, ``validation`` the one before from the
+  items before that, and ``train`` the third-to-last item from the rest, so that
+  ``history + [target]`` of the ``train`` split is exactly the user's training sequence.
+"""
+
+from datasets import Features, List, Value
+
+PADDING_ITEM_ID = 0
+
+ITEM_FEATURES = Features(
+    {
+        "item_id": Value("int32"),
+        "asin": Value("string"),
+        "title": Value("string"),
+        "brand": Value("string"),
+        "categories": List(Value("string")),
+        "price": Value("float32"),
+        "description": Value("string"),
+    }
+)
+
+SEQUENCE_FEATURES = Features(
+    {
+        "user_id": Value("int32"),
+        "history": List(Value("int32")),
+        "target": Value("int32"),
+    }
+)
+
+SEQUENCE_SPLITS = ("train", "validation", "test")
+
+# The metadata fields of ``items`` that carry text for prompts and coverage statistics.
+METADATA_FIELDS = ("title", "brand", "categories", "price", "description")
