@@ -19,7 +19,7 @@ ITEM_FEATURES = Features(
         "title": Value("string"),
         "brand": Value("string"),
         "categories": List(Value("string")),
-        "price": Value("float32"),
+        "price": Value("float64"),
         "description": Value("string"),
     }
 )
