@@ -1,0 +1,221 @@
+"""``lamar report``: one self-contained HTML page (and a markdown twin) about an enrichment + training run.
+
+The page shows the dataset statistics, example items with their signals, the signal-analysis figures and plots, the
+recommender comparison (table and chart) and the provenance of every artefact. Images are embedded as data URIs, so
+the HTML file can be mailed or opened anywhere; the markdown twin links the PNG files written beside it.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import html
+import json
+import random
+from dataclasses import dataclass, field
+from pathlib import Path
+
+SIGNAL_COLUMNS = ("scenario", "intent", "topic")
+METRIC_ORDER = ("recall@10", "recall@20", "ndcg@10", "ndcg@20", "mrr@10")
+
+
+@dataclass
+class ReportInputs:
+    """What a report is made of; every part is optional."""
+
+    title: str = "lamar-hf report"
+    statistics: dict | None = None
+    examples: list[dict] = field(default_factory=list)  # item rows with their signal columns
+    analysis: dict | None = None  # flat {figure: value} or {signal: {figure: value}}
+    analysis_plots: list[Path] = field(default_factory=list)
+    comparison: list[dict] = field(default_factory=list)  # [{"variant": ..., "recall@10": ..., ...}]
+    provenance: dict[str, dict] = field(default_factory=dict)  # artefact -> {path, sha256, ...}
+    notes: list[str] = field(default_factory=list)
+
+
+def file_digest(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def artefact(path, **details) -> dict:
+    """A provenance entry: the path, its sha256 (or file count for a folder) and any details given."""
+    path = Path(path)
+    entry = {"path": str(path)}
+    if path.is_file():
+        entry["sha256"] = file_digest(path)
+    elif path.is_dir():
+        entry["files"] = sum(1 for p in path.rglob("*") if p.is_file())
+    entry.update({key: value for key, value in details.items() if value is not None})
+    return entry
+
+
+def pick_examples(items, signals, count: int = 5, seed: int = 0) -> list[dict]:
+    """``count`` random items (fixed seed) that have an ok/retried signal row, joined with their metadata."""
+    by_id = {row["item_id"]: row for row in signals if row.get("status", "ok") in ("ok", "retried")}
+    chosen = sorted(random.Random(seed).sample(sorted(by_id), min(count, len(by_id))))
+    examples = []
+    for item_id in chosen:
+        item = items[item_id - 1]
+        row = {"item_id": item_id, "title": item["title"], "categories": " > ".join(item["categories"][1:])}
+        row.update({name: by_id[item_id][name] for name in SIGNAL_COLUMNS if name in by_id[item_id]})
+        examples.append(row)
+    return examples
+
+
+def comparison_chart(rows: list[dict], path: Path) -> Path | None:
+    """A grouped bar chart of the comparison metrics (mean, with std as error bars when given)."""
+    metrics = [m for m in METRIC_ORDER if any(m in row for row in rows)]
+    if not rows or not metrics:
+        return None
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    width = 0.8 / len(rows)
+    fig, ax = plt.subplots(figsize=(8, 4), dpi=110)
+    for index, row in enumerate(rows):
+        positions = [m + index * width for m in range(len(metrics))]
+        values = [float(row.get(metric) or 0.0) for metric in metrics]
+        errors = [float(row.get(f"{metric}_std") or 0.0) for metric in metrics]
+        ax.bar(positions, values, width, yerr=errors, capsize=2, label=str(row["variant"]))
+    ax.set_xticks([m + width * (len(rows) - 1) / 2 for m in range(len(metrics))])
+    ax.set_xticklabels(metrics)
+    ax.set_ylabel("test metric (full ranking)")
+    ax.legend(fontsize=8)
+    ax.grid(axis="y", alpha=0.3)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
+def format_value(value) -> str:
+    if isinstance(value, float):
+        if value and abs(value) < 0.001:
+            return f"{value:.2e}"
+        return f"{value:.4f}" if abs(value) < 10 else f"{value:,.1f}"
+    if isinstance(value, int):
+        return f"{value:,}"
+    return str(value)
+
+
+def flatten(mapping: dict, prefix: str = "") -> dict:
+    flat = {}
+    for key, value in mapping.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            flat.update(flatten(value, f"{name}."))
+        else:
+            flat[name] = value
+    return flat
+
+
+def table(rows: list[dict], columns: list[str] | None = None) -> tuple[str, str]:
+    """(HTML, markdown) of rows sharing columns."""
+    if not rows:
+        return "<p><em>none</em></p>", "_none_\n"
+    columns = columns or list(dict.fromkeys(key for row in rows for key in row))
+    head = "".join(f"<th>{html.escape(c)}</th>" for c in columns)
+    body = "".join(
+        "<tr>" + "".join(f"<td>{html.escape(format_value(row.get(c, '')))}</td>" for c in columns) + "</tr>" for row in rows
+    )
+    markdown = "| " + " | ".join(columns) + " |\n|" + "---|" * len(columns) + "\n"
+    markdown += "".join(
+        "| " + " | ".join(format_value(row.get(c, "")).replace("|", "/").replace("\n", " ") for c in columns) + " |\n"
+        for row in rows
+    )
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>", markdown
+
+
+def image_tags(paths: list[Path], out_dir: Path) -> tuple[str, str]:
+    html_parts, md_parts = [], []
+    for path in paths:
+        data = base64.b64encode(Path(path).read_bytes()).decode()
+        html_parts.append(f'<figure><img alt="{html.escape(path.stem)}" src="data:image/png;base64,{data}"><figcaption>{html.escape(path.stem)}</figcaption></figure>')
+        target = out_dir / Path(path).name
+        if Path(path).resolve() != target.resolve():
+            target.write_bytes(Path(path).read_bytes())
+        md_parts.append(f"![{path.stem}]({target.name})\n")
+    return "".join(html_parts), "\n".join(md_parts)
+
+
+STYLE = """
+body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:2rem auto;max-width:1100px;color:#1f2933;padding:0 1rem}
+h1{font-size:1.7rem;margin-bottom:.2rem} h2{font-size:1.25rem;border-bottom:2px solid #e4e7eb;padding-bottom:.3rem;margin-top:2rem}
+table{border-collapse:collapse;width:100%;font-size:.9rem;margin:.5rem 0} th,td{border:1px solid #e4e7eb;padding:.35rem .5rem;text-align:left;vertical-align:top}
+th{background:#f5f7fa} tr:nth-child(even) td{background:#fbfcfd} figure{display:inline-block;margin:.5rem;max-width:48%}
+figure img{max-width:100%;border:1px solid #e4e7eb} figcaption{font-size:.8rem;color:#616e7c;text-align:center}
+.cards{display:flex;flex-wrap:wrap;gap:.8rem} .card{background:#f5f7fa;border-radius:8px;padding:.6rem 1rem;min-width:150px}
+.card b{display:block;font-size:1.3rem} .muted{color:#616e7c;font-size:.85rem} code{background:#f5f7fa;padding:0 .2rem}
+"""
+
+
+def render_report(inputs: ReportInputs, out_dir) -> tuple[Path, Path]:
+    """Write ``report.html`` (self-contained) and ``report.md`` (with PNGs beside it) into ``out_dir``."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    h, md = [f"<h1>{html.escape(inputs.title)}</h1>"], [f"# {inputs.title}\n"]
+    for note in inputs.notes:
+        h.append(f'<p class="muted">{html.escape(note)}</p>')
+        md.append(f"_{note}_\n")
+
+    h.append("<h2>Dataset</h2>")
+    md.append("## Dataset\n")
+    if inputs.statistics:
+        stats = {k: v for k, v in inputs.statistics.items() if not isinstance(v, dict)}
+        h.append('<div class="cards">' + "".join(f"<div class='card'><b>{html.escape(format_value(v))}</b>{html.escape(k.replace('_', ' '))}</div>" for k, v in stats.items()) + "</div>")
+        md.append(table([stats])[1])
+        coverage = inputs.statistics.get("metadata_coverage") or {}
+        if coverage:
+            rows = [{"field": k, "coverage": f"{v:.1%}"} for k, v in coverage.items()]
+            html_table, md_table = table(rows)
+            h.append("<h3>Metadata coverage</h3>" + html_table)
+            md.append("\nMetadata coverage:\n\n" + md_table)
+
+    h.append("<h2>Example items and their signals</h2>")
+    md.append("\n## Example items and their signals\n")
+    html_table, md_table = table(inputs.examples)
+    h.append(html_table)
+    md.append(md_table)
+
+    h.append("<h2>Signal analysis</h2>")
+    md.append("\n## Signal analysis\n")
+    if inputs.analysis:
+        rows = [{"figure": k, "value": v} for k, v in flatten(inputs.analysis).items()]
+        html_table, md_table = table(rows)
+        h.append(html_table)
+        md.append(md_table)
+    images_html, images_md = image_tags(list(inputs.analysis_plots), out_dir)
+    h.append(images_html)
+    md.append(images_md)
+
+    h.append("<h2>Recommender comparison</h2>")
+    md.append("\n## Recommender comparison\n")
+    columns = ["variant"] + [c for c in dict.fromkeys(k for r in inputs.comparison for k in r) if c != "variant"]
+    html_table, md_table = table(inputs.comparison, columns if inputs.comparison else None)
+    h.append(html_table)
+    md.append(md_table)
+    chart = comparison_chart(inputs.comparison, out_dir / "recommender_comparison.png")
+    if chart:
+        images_html, images_md = image_tags([chart], out_dir)
+        h.append(images_html)
+        md.append(images_md)
+
+    h.append("<h2>Provenance</h2>")
+    md.append("\n## Provenance\n")
+    rows = [{"artefact": name, **{k: (json.dumps(v) if isinstance(v, (dict, list)) else v) for k, v in entry.items()}} for name, entry in inputs.provenance.items()]
+    html_table, md_table = table(rows)
+    h.append(html_table)
+    md.append(md_table)
+
+    page = f"<!doctype html><html lang='en'><head><meta charset='utf-8'><title>{html.escape(inputs.title)}</title><style>{STYLE}</style></head><body>{''.join(h)}</body></html>\n"
+    html_path, md_path = out_dir / "report.html", out_dir / "report.md"
+    html_path.write_text(page, encoding="utf-8")
+    md_path.write_text("\n".join(md), encoding="utf-8")
+    return html_path, md_path
