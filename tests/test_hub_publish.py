@@ -216,7 +216,7 @@ def run_client(hub: HubServer, script: str, cfg_path: Path, home: Path, timeout:
     env.update(
         HF_ENDPOINT=hub.url, HF_HOME=str(home), HF_TOKEN="hf_local_dummy_token", HF_HUB_DISABLE_XET="1",
         HF_HUB_OFFLINE="0", HF_DATASETS_OFFLINE="0", HF_HUB_DISABLE_PROGRESS_BARS="1", HF_HUB_DISABLE_TELEMETRY="1",
-        TOKENIZERS_PARALLELISM="false", OMP_NUM_THREADS="1",
+        TOKENIZERS_PARALLELISM="false", OMP_NUM_THREADS="1", NO_PROXY="127.0.0.1,localhost", no_proxy="127.0.0.1,localhost",
     )
     home.mkdir(parents=True, exist_ok=True)
     process = subprocess.run([sys.executable, "-c", textwrap.dedent(script), str(cfg_path)], env=env, cwd=home,

@@ -8,15 +8,16 @@ from pathlib import Path
 
 from . import UserError, add_command
 
-EXAMPLE = (
-    "lamar publish dataset outputs/beauty --repo-id org/lamar-beauty-enriched --version v1.0.0 "
-    '--changes "first release"\n'
-    "  lamar publish model outputs/sasrec --repo-id org/lamar-sasrec-beauty --version v1.0.0 "
-    "--eval-results outputs/sasrec/test_results.json --dataset org/lamar-beauty-enriched --dataset-revision v1.0.0\n"
-    "  lamar publish adapter outputs/generator-lora --repo-id org/lamar-smollm2-signals-lora --version v1.0.0 "
-    "--base-model HuggingFaceTB/SmolLM2-135M-Instruct\n"
-    "  lamar publish dataset outputs/beauty --repo-id org/lamar-beauty-enriched --version v1.0.0 --dry-run outputs/hub-tree"
-)
+EXAMPLES = {
+    "dataset": "lamar publish dataset outputs/beauty --repo-id org/lamar-beauty-enriched --version v1.0.0 "
+    '--changes "first release" --analysis outputs/beauty/analysis.json',
+    "model": "lamar publish model outputs/sasrec --repo-id org/lamar-sasrec-beauty --version v1.0.0 "
+    "--eval-results outputs/sasrec/test_results.json --dataset org/lamar-beauty-enriched --dataset-revision v1.0.0",
+    "adapter": "lamar publish adapter outputs/generator-lora --repo-id org/lamar-smollm2-signals-lora --version v1.0.0 "
+    "--base-model HuggingFaceTB/SmolLM2-135M-Instruct",
+    "dry run": "lamar publish dataset outputs/beauty --repo-id org/lamar-beauty-enriched --version v1.0.0 "
+    "--dry-run outputs/hub-tree",
+}
 
 
 def add_parser(subparsers) -> None:
@@ -24,7 +25,7 @@ def add_parser(subparsers) -> None:
         subparsers,
         "publish",
         "publish an enriched dataset, a recommender or a LoRA adapter to the Hub as a tagged version",
-        EXAMPLE,
+        "\n  ".join(EXAMPLES.values()),
         run,
     )
     kinds = parser.add_subparsers(dest="kind", metavar="KIND", required=True)
@@ -34,14 +35,18 @@ def add_parser(subparsers) -> None:
         "adapter": "a LoRA adapter folder written by peft's save_pretrained (adapter_config.json, weights)",
     }
     for kind, folder_help in helps.items():
-        sub = kinds.add_parser(kind, help=f"publish {folder_help}", formatter_class=argparse.RawDescriptionHelpFormatter)
+        sub = kinds.add_parser(
+            kind, help=f"publish {folder_help}", description=f"Publish {folder_help} as a tagged version.",
+            epilog=f"example:\n  {EXAMPLES[kind]}", formatter_class=argparse.RawDescriptionHelpFormatter,
+        )
         sub.add_argument("folder", type=Path, help=folder_help)
         sub.add_argument("--repo-id", required=True, help="the Hub repository, ORG/NAME")
         sub.add_argument("--version", required=True, help="the version tag, vMAJOR.MINOR.PATCH; an existing one is refused")
         sub.add_argument("--changes", default="", help="what changed in this version (the changelog entry)")
         sub.add_argument("--license", default=None, help="license id for the card (default: the upstream's / apache-2.0)")
         sub.add_argument("--dry-run", type=Path, metavar="DIR", help="write the exact repository tree to DIR instead of pushing")
-        sub.add_argument("--debug", action="store_true", help="show tracebacks for errors")
+        # SUPPRESS keeps a --debug given before KIND (lamar publish --debug dataset ...).
+        sub.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks for errors")
         if kind == "dataset":
             sub.add_argument("--signals", help="comma-separated signal columns (default: those of scenario,intent,topic present)")
             sub.add_argument("--analysis", type=Path, help="JSON file of signal-analysis figures, {signal: {figure: value}}")

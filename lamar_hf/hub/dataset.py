@@ -16,8 +16,10 @@ from . import cards
 from .release import MANIFEST, PublishError, PublishResult, Release, RepoHistory, publish
 
 SIGNALS_CONFIG = "signals"
-# Columns of the signals config that are neither a signal nor provenance.
-SIGNAL_KEYS = ("item_id", "status")
+
+def is_row_key(column: str) -> bool:
+    """Columns of the signals config that are neither a signal nor provenance: the id and the row status."""
+    return column == "item_id" or column.startswith("status")
 
 
 def parquet_name(config: str, split: str) -> str:
@@ -59,7 +61,7 @@ def provenance_summary(signals: Dataset, signal_names: list[str]) -> dict[str, s
     """One line per provenance column: its single value, or its few values with counts."""
     summary = {}
     for column in signals.column_names:
-        if column in signal_names or column in SIGNAL_KEYS:
+        if column in signal_names or is_row_key(column):
             continue
         counts = Counter(json.dumps(v, sort_keys=True) if isinstance(v, (dict, list)) else str(v) for v in signals[column])
         if len(counts) == 1:
@@ -170,8 +172,8 @@ def publish_dataset(
     the signals' provenance columns. The version is refused if it is already tagged (nothing is pushed).
     With ``dry_run``, the exact repository tree is written to that folder instead.
     """
-    benchmark = prepared if isinstance(prepared, Benchmark) else load_prepared(prepared)
     release = Release(repo_id, "dataset", version, changes)
+    benchmark = prepared if isinstance(prepared, Benchmark) else load_prepared(prepared)
     signal_columns(check_signals(benchmark), signals)  # bad input fails before the Hub is asked
 
     def build(stage: Path, history: RepoHistory) -> None:

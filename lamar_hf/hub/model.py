@@ -10,7 +10,7 @@ import re
 import shutil
 from pathlib import Path
 
-from huggingface_hub import HfApi
+from huggingface_hub import EvalResult, HfApi, ModelCard
 
 from .. import __version__
 from . import cards
@@ -85,6 +85,18 @@ def count_parameters(stage: Path) -> int | None:
     return total if files else None
 
 
+def eval_results_from_card(folder: Path) -> list[EvalResult]:
+    """The ``model-index`` results of a card the training run left in the folder (none if absent or unreadable)."""
+    readme = folder / "README.md"
+    if not readme.is_file():
+        return []
+    try:
+        return ModelCard.load(readme).data.eval_results or []
+    except ValueError as error:
+        logger.warning("ignoring %s: its metadata does not parse (%s)", readme, error)
+        return []
+
+
 def config_summary(config: dict) -> dict:
     """The model's own hyper-parameters (scalars and short lists) for the card."""
     return {
@@ -105,17 +117,29 @@ def write_model_tree(
     dataset_revision: str | None = None,
     license: str = "apache-2.0",
 ) -> None:
-    """Write a recommender's repository tree: weights, config.json with ``auto_map``, its code, README.md, manifest."""
+    """Write a recommender's repository tree: weights, config.json with ``auto_map``, its code, README.md, manifest.
+
+    Without ``eval_results``, the results in the ``model-index`` of a card found in the model folder (as the
+    training script writes it) are carried over.
+    """
     folder = getattr(model, "name_or_path", None) or "model"
+    carried: list[EvalResult] = []
     if isinstance(model, (str, Path)):
         folder = Path(model)
         copy_release_files(folder, stage)
+        carried = [] if eval_results else eval_results_from_card(folder)
     else:
         model.save_pretrained(stage)
     config = read_config(stage, "config.json", folder)
     if not any((stage / name).is_file() for name in MODEL_WEIGHTS):
         raise PublishError(f"{folder}: no weights ({', '.join(MODEL_WEIGHTS)})")
     check_remote_code(stage, config, folder)
+    if carried:
+        dataset = dataset or carried[0].dataset_type
+        dataset_revision = dataset_revision or carried[0].dataset_revision
+        eval_results = {}
+        for result in carried:
+            eval_results.setdefault(result.dataset_split or "test", {})[result.metric_type] = result.metric_value
     results = cards.eval_results(
         eval_results,
         task_type="sequential-recommendation",
