@@ -1,0 +1,83 @@
+"""Configuration of the signal-aware GRU4Rec recommender (self-contained: transformers only)."""
+
+from transformers import PretrainedConfig
+
+FUSION_MODES = ("none", "add", "concat", "gate")
+LOSS_TYPES = ("ce", "bce")
+
+
+class LamarGRU4RecConfig(PretrainedConfig):
+    r"""Hyper-parameters of [`LamarGRU4RecModel`].
+
+    Items are numbered 1..``num_items``; id 0 is padding. With ``fusion="none"`` the model is the ID-only GRU4Rec;
+    otherwise each item's texts (``text_kinds``, e.g. ``["scenario", "intent", "topic", "metadata"]``), embedded
+    once by a frozen sentence encoder into ``text_embedding_dim`` numbers each, are projected to ``hidden_size``
+    and fused with the item-id embedding: ``add`` sums them, ``concat`` maps the concatenation back to
+    ``hidden_size``, ``gate`` mixes them with a learned per-dimension gate.
+
+    The defaults are RecBole's GRU4Rec (item embeddings of 64, one GRU layer with a state of 128, dropout 0.3 on the
+    input embeddings, softmax cross-entropy over all items), which is trained with Adam at learning rate 1e-3.
+
+    Args:
+        num_items: number of real items (the item table has ``num_items + 1`` rows).
+        hidden_size: width of the item embeddings and of the sequence representation that scores them.
+        gru_hidden_size: width of the GRU state (projected back to ``hidden_size`` before scoring).
+        num_hidden_layers: number of stacked GRU layers.
+        max_history_length: longest history the model reads; longer ones keep their most recent items.
+        hidden_dropout_prob: dropout on the input item embeddings (and between GRU layers when there are several).
+        initializer_range: standard deviation of the normal initialisation of embeddings and linear layers (GRU
+            weights use Xavier-uniform initialisation).
+        loss_type: ``"ce"`` (softmax cross-entropy over all items) or ``"bce"`` (binary cross-entropy against
+            ``num_negatives`` uniformly sampled items per position).
+        num_negatives: negatives per position for ``loss_type="bce"``.
+        fusion: one of ``"none"``, ``"add"``, ``"concat"``, ``"gate"``.
+        text_kinds: names of the embedded item texts, in the order of the model's ``text_embeddings`` buffer.
+        text_embedding_dim: size of one text embedding (384 for all-MiniLM-L6-v2).
+        text_encoder: the sentence encoder that made the text embeddings (provenance only).
+    """
+
+    model_type = "lamar_gru4rec"
+
+    def __init__(
+        self,
+        num_items: int = 0,
+        hidden_size: int = 64,
+        gru_hidden_size: int = 128,
+        num_hidden_layers: int = 1,
+        max_history_length: int = 50,
+        hidden_dropout_prob: float = 0.3,
+        initializer_range: float = 0.02,
+        loss_type: str = "ce",
+        num_negatives: int = 1,
+        fusion: str = "none",
+        text_kinds: list[str] | tuple[str, ...] = (),
+        text_embedding_dim: int = 384,
+        text_encoder: str = "sentence-transformers/all-MiniLM-L6-v2",
+        **kwargs,
+    ):
+        if fusion not in FUSION_MODES:
+            raise ValueError(f"fusion must be one of {', '.join(FUSION_MODES)}, got {fusion!r}")
+        if loss_type not in LOSS_TYPES:
+            raise ValueError(f"loss_type must be one of {', '.join(LOSS_TYPES)}, got {loss_type!r}")
+        text_kinds = list(text_kinds)
+        if fusion != "none" and not text_kinds:
+            raise ValueError(f"fusion={fusion!r} needs at least one entry in text_kinds")
+        if len(set(text_kinds)) != len(text_kinds):
+            raise ValueError(f"text_kinds names a text twice: {text_kinds}")
+        if num_hidden_layers < 1:
+            raise ValueError(f"num_hidden_layers must be at least 1, got {num_hidden_layers}")
+        self.num_items = num_items
+        self.hidden_size = hidden_size
+        self.gru_hidden_size = gru_hidden_size
+        self.num_hidden_layers = num_hidden_layers
+        self.max_history_length = max_history_length
+        self.hidden_dropout_prob = hidden_dropout_prob
+        self.initializer_range = initializer_range
+        self.loss_type = loss_type
+        self.num_negatives = num_negatives
+        self.fusion = fusion
+        # With fusion "none" no texts are used, whatever was asked.
+        self.text_kinds = text_kinds if fusion != "none" else []
+        self.text_embedding_dim = text_embedding_dim
+        self.text_encoder = text_encoder
+        super().__init__(**kwargs)

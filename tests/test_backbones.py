@@ -1,0 +1,142 @@
+"""The same tiny-config battery for every recommender backbone (SASRec, GRU4Rec, BERT4Rec), and a check that the
+parts each self-contained modeling file repeats stay faithful copies of SASRec's."""
+
+import ast
+import importlib
+import inspect
+import re
+from pathlib import Path
+
+import pytest
+
+import backbone_battery as battery
+from lamar_hf.models.lamar_bert4rec import LamarBERT4RecConfig, LamarBERT4RecModel
+from lamar_hf.models.lamar_gru4rec import LamarGRU4RecConfig, LamarGRU4RecModel
+from lamar_hf.models.lamar_sasrec import LamarSASRecConfig, LamarSASRecModel
+
+SASREC = battery.Backbone(
+    "sasrec", LamarSASRecConfig, LamarSASRecModel, tiny={"num_attention_heads": 2, "intermediate_size": 32}
+)
+GRU4REC = battery.Backbone("gru4rec", LamarGRU4RecConfig, LamarGRU4RecModel, tiny={"gru_hidden_size": 16})
+BERT4REC = battery.Backbone(
+    "bert4rec",
+    LamarBERT4RecConfig,
+    LamarBERT4RecModel,
+    tiny={"num_attention_heads": 2, "intermediate_size": 32},
+    causal=False,
+)
+BACKBONES = [pytest.param(backbone, id=backbone.name) for backbone in (SASREC, GRU4REC, BERT4REC)]
+CAUSAL = [pytest.param(backbone, id=backbone.name) for backbone in (SASREC, GRU4REC)]
+FUSIONS = ["none", "add", "concat", "gate"]
+
+
+@pytest.mark.parametrize("fusion", FUSIONS)
+@pytest.mark.parametrize("backbone", BACKBONES)
+def test_output_shapes(backbone, fusion):
+    battery.check_output_shapes(backbone, fusion)
+
+
+@pytest.mark.parametrize("backbone", BACKBONES)
+def test_sampled_bce_loss(backbone):
+    battery.check_sampled_bce_loss(backbone)
+
+
+@pytest.mark.parametrize("backbone", CAUSAL)
+def test_later_items_never_change_earlier_outputs(backbone):
+    battery.check_causal_masking(backbone)
+
+
+@pytest.mark.parametrize("backbone", BACKBONES)
+def test_padding_changes_nothing(backbone):
+    battery.check_padding_changes_nothing(backbone)
+
+
+def test_bert4rec_reads_both_sides_of_a_masked_item():
+    battery.check_bidirectional_context(BERT4REC)
+
+
+def test_bert4rec_cloze_training_and_appended_mask():
+    battery.check_cloze_training(BERT4REC)
+
+
+@pytest.mark.parametrize("fusion", ["none", "concat", "gate"])  # "add" has no parameters of its own
+@pytest.mark.parametrize("backbone", BACKBONES)
+def test_loss_falls_and_every_parameter_changes(backbone, fusion):
+    battery.check_training_step(backbone, fusion)
+
+
+@pytest.mark.parametrize("fusion", ["none", "concat"])
+@pytest.mark.parametrize("backbone", BACKBONES)
+def test_save_and_load_give_identical_scores(backbone, fusion, tmp_path):
+    battery.check_save_load(backbone, fusion, tmp_path / "model")
+
+
+@pytest.mark.parametrize("backbone", [pytest.param(b, id=b.name) for b in (GRU4REC, BERT4REC)])
+def test_trust_remote_code_in_a_fresh_process(backbone, tmp_path):
+    battery.check_remote_code(backbone, tmp_path / "model", tmp_path)
+
+
+@pytest.mark.parametrize("backbone", BACKBONES)
+def test_bad_input(backbone):
+    battery.check_bad_input(backbone)
+
+
+# ----------------------------------------------------------------------------------- copies of the SASRec code
+
+COPIED_FROM = re.compile(r"^(?P<indent>\s*)# Copied from (?P<target>[\w.]+)(?: with (?P<old>\w+)->(?P<new>\w+))?$")
+COPYING_FILES = [
+    "lamar_hf/models/lamar_gru4rec/modeling_lamar_gru4rec.py",
+    "lamar_hf/models/lamar_bert4rec/modeling_lamar_bert4rec.py",
+]
+
+
+def copied_blocks(path: Path):
+    """``(target, (old, new), copy source)`` for every ``# Copied from`` comment of a file: the copy is the class or
+    function that starts on the next line (decorators included)."""
+    text = path.read_text()
+    lines = text.splitlines()
+    definitions = {}
+    for node in ast.walk(ast.parse(text)):
+        if isinstance(node, (ast.ClassDef, ast.FunctionDef)):
+            start = min([node.lineno] + [decorator.lineno for decorator in node.decorator_list])
+            definitions[start] = "\n".join(lines[start - 1 : node.end_lineno])
+    for number, line in enumerate(lines, start=1):
+        match = COPIED_FROM.match(line)
+        if match:
+            assert number + 1 in definitions, f"{path.name}:{number}: no class or function follows the comment"
+            yield match["target"], (match["old"], match["new"]), definitions[number + 1]
+
+
+def source_of(target: str) -> str:
+    """Source of a dotted ``module.Class`` or ``module.Class.method`` name."""
+    parts = target.split(".")
+    for split in range(len(parts) - 1, 0, -1):
+        try:
+            obj = importlib.import_module(".".join(parts[:split]))
+        except ModuleNotFoundError:
+            continue
+        for attribute in parts[split:]:
+            obj = getattr(obj, attribute)
+        return inspect.getsource(obj).rstrip()
+    raise AssertionError(f"cannot import {target}")
+
+
+def dedent_to(source: str, indent: str) -> str:
+    lines = source.splitlines()
+    width = len(lines[0]) - len(lines[0].lstrip())
+    return "\n".join(indent + line[width:] if line.strip() else "" for line in lines)
+
+
+@pytest.mark.parametrize("relative", COPYING_FILES)
+def test_copied_code_matches_sasrec(relative):
+    path = Path(__file__).resolve().parents[1] / relative
+    blocks = list(copied_blocks(path))
+    assert blocks, f"{relative} has no '# Copied from' blocks"
+    for target, (old, new), copy in blocks:
+        original = source_of(target)
+        if old:
+            original = original.replace(old, new)
+        indent = copy[: len(copy) - len(copy.lstrip())]
+        original = "\n".join(line.rstrip() for line in dedent_to(original, indent).splitlines())
+        copy = "\n".join(line.rstrip() for line in copy.splitlines())
+        assert copy == original, f"{relative}: the copy of {target} differs from the original"
