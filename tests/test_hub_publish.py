@@ -163,6 +163,17 @@ for kind, folder, repo in (("dataset", cfg["v2"], cfg["dataset"]), ("model", cfg
     with contextlib.redirect_stderr(stderr):
         code = main(["publish", kind, folder, "--repo-id", repo, "--version", "v1.0.0"])
     out[kind] = {"code": code, "stderr": stderr.getvalue()}
+
+# A fix of an older line is allowed (with a warning); the dry run asks the Hub for the changelog so far.
+import logging
+warnings = []
+handler = logging.Handler()
+handler.emit = lambda record: warnings.append(record.getMessage())
+logging.getLogger("lamar_hf.hub").addHandler(handler)
+with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+    code = main(["publish", "dataset", cfg["v1"], "--repo-id", cfg["dataset"], "--version", "v1.0.1",
+                 "--changes", "fix", "--dry-run", cfg["fix_dry_run_dir"]])
+out["fix"] = {"code": code, "warnings": warnings}
 print(json.dumps(out))
 '''
 
@@ -251,7 +262,7 @@ def published(hub, tmp_path_factory):
     cfg = {
         "dataset": DATASET, "model": MODEL, "base": BASE, "adapter": ADAPTER, "histories": HISTORIES,
         "v1": str(root / "beauty-v1"), "v2": str(root / "beauty-v2"), "analysis": str(root / "analysis.json"),
-        "dry_run_dir": str(root / "dry-run"), "model_dir": str(root / "sasrec"), "eval": str(root / "eval.json"),
+        "dry_run_dir": str(root / "dry-run"), "fix_dry_run_dir": str(root / "fix-dry-run"), "model_dir": str(root / "sasrec"), "eval": str(root / "eval.json"),
         "prompt": [1, 5, 9, 13, 2, 7],
     }
     cfg_path = root / "cfg.json"
@@ -274,6 +285,7 @@ def test_each_version_is_one_tagged_commit_and_the_cli_prints_its_revision(hub, 
     assert repo.tags["v1.0.0"] != repo.tags["v1.1.0"]
     assert repo.branches["main"] == repo.tags["v1.1.0"]
     assert repo.commits[repo.tags["v1.1.0"]].parent == repo.tags["v1.0.0"]  # one commit per version
+    assert ("POST", "/api/validate-yaml") in hub.requests  # the client had the card's metadata checked first
 
 
 def test_load_dataset_returns_the_rows_of_each_tagged_version(published, consumed):
@@ -347,7 +359,7 @@ def test_lora_adapter_reloads_with_peft(published, consumed):
     assert {"adapter_config.json", "adapter_model.safetensors", "README.md"} <= set(out["adapter"]["files"])
 
 
-def test_publishing_an_existing_version_is_refused_and_pushes_nothing(hub, published, consumed):
+def test_an_existing_version_is_refused_and_nothing_is_pushed(hub, published, consumed):
     before_state, before_requests = write_state(hub), len(hub.requests)
     out = run_client(hub, REFUSER, published["cfg_path"], published["root"] / "refuser-home")
     for kind, repo in (("dataset", DATASET), ("model", MODEL)):
@@ -358,3 +370,7 @@ def test_publishing_an_existing_version_is_refused_and_pushes_nothing(hub, publi
     assert write_state(hub) == before_state
     writes = [(method, path) for method, path in hub.requests[before_requests:] if method not in ("GET", "HEAD")]
     assert writes == []
+    assert out["fix"]["code"] == 0
+    assert any("v1.0.1 is older than the latest version v1.1.0" in w for w in out["fix"]["warnings"])
+    manifest = json.loads((Path(published["cfg"]["fix_dry_run_dir"]) / "lamar_publish.json").read_text())
+    assert [entry["version"] for entry in manifest["changelog"]] == ["v1.0.1", "v1.1.0", "v1.0.0"]

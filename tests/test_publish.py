@@ -22,6 +22,7 @@ from lamar_hf.data import Benchmark
 from lamar_hf.data.schema import ITEM_FEATURES, SEQUENCE_FEATURES
 from lamar_hf.hub import MANIFEST, PublishError, check_version, publish_dataset, publish_model
 from lamar_hf.hub.cards import analysis_table, eval_results, size_category
+from lamar_hf.hub.release import next_free_patch
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 N_ITEMS = 8
@@ -73,6 +74,7 @@ def test_versions_must_be_v_major_minor_patch():
     for bad in ("1.0.0", "v1.0", "v1.0.0-rc1", "v01.0.0", "latest", ""):
         with pytest.raises(PublishError, match="vMAJOR.MINOR.PATCH"):
             check_version(bad)
+    assert next_free_patch("v1.0.0", ["v1.0.0", "v1.0.3", "v1.1.0", "draft"]) == "v1.0.4"
 
 
 def test_cli_refuses_a_bad_version_before_reading_anything(tmp_path, capsys):

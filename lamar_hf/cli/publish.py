@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 from pathlib import Path
 
 from . import UserError, add_command
@@ -77,6 +78,7 @@ def run(args) -> int:
 
     from ..hub import PublishError, publish_adapter, publish_dataset, publish_model
 
+    logging.getLogger("httpx2").setLevel(logging.WARNING)  # one INFO line per HTTP request otherwise
     common = dict(changes=args.changes, dry_run=args.dry_run)
     if args.license:
         common["license"] = args.license

@@ -185,7 +185,7 @@ def write_adapter_tree(
     if not any((stage / name).is_file() for name in ADAPTER_WEIGHTS):
         raise PublishError(f"{folder}: no adapter weights ({', '.join(ADAPTER_WEIGHTS)})")
     base_model = base_model or config.get("base_model_name_or_path")
-    if not base_model or not REPO_ID_PATTERN.fullmatch(base_model) or os.path.isabs(base_model):
+    if not base_model or not REPO_ID_PATTERN.fullmatch(base_model) or os.path.isabs(base_model) or Path(base_model).exists():
         raise PublishError(
             f"{folder}/adapter_config.json names the base model {base_model!r}, which users cannot download; "
             "give its Hub id with --base-model (base_model=...)"

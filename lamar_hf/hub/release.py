@@ -95,7 +95,6 @@ class RepoHistory:
     head: str | None = None
     tags: dict[str, str] = field(default_factory=dict)  # tag name -> commit oid
     changelog: list[dict] = field(default_factory=list)
-    consulted: bool = True  # False when the Hub could not be asked (an offline dry run)
 
 
 @dataclass
@@ -120,8 +119,8 @@ class PublishResult:
 def read_history(release: Release, api: HfApi, offline_ok: bool = False) -> RepoHistory:
     """Ask the Hub for the repository's tags, head and changelog.
 
-    With ``offline_ok`` (dry runs), an offline Hub or an unreachable endpoint gives an empty, unconsulted
-    history instead of an error.
+    With ``offline_ok`` (dry runs), an offline Hub or an unreachable endpoint gives an empty history (with a
+    warning) instead of an error.
     """
     try:
         if offline_ok and constants.is_offline_mode():
@@ -133,7 +132,7 @@ def read_history(release: Release, api: HfApi, offline_ok: bool = False) -> Repo
         if not offline_ok:
             raise
         logger.warning("could not reach the Hub (%s): the dry run lists only this version in the changelog", error)
-        return RepoHistory(exists=False, consulted=False)
+        return RepoHistory(exists=False)
     branches = {ref.name: ref.target_commit for ref in refs.branches}
     history = RepoHistory(exists=True, head=branches.get("main"), tags={ref.name: ref.target_commit for ref in refs.tags})
     if history.head is not None:
@@ -151,13 +150,24 @@ def refuse_existing_version(release: Release, history: RepoHistory) -> None:
         raise VersionExistsError(
             f"{release.repo_id} already has version {release.version} (tag -> commit "
             f"{history.tags[release.version][:12]}); published versions are never moved or overwritten, "
-            f"publish a new version instead (for example {next_patch(release.version)}). Nothing was pushed."
+            f"publish a new version instead (for example {next_free_patch(release.version, history.tags)}). "
+            "Nothing was pushed."
         )
+    newer = [tag for tag in history.tags if VERSION_PATTERN.fullmatch(tag) and version_key(tag) > version_key(release.version)]
+    if newer:
+        logger.warning("%s is older than the latest version %s of %s; it is published as a fix of an older line",
+                       release.version, max(newer, key=version_key), release.repo_id)
 
 
-def next_patch(version: str) -> str:
-    major, minor, patch = VERSION_PATTERN.fullmatch(version).groups()
-    return f"v{major}.{minor}.{int(patch) + 1}"
+def version_key(version: str) -> tuple[int, int, int]:
+    return tuple(int(part) for part in VERSION_PATTERN.fullmatch(version).groups())
+
+
+def next_free_patch(version: str, tags) -> str:
+    """The patch version after the highest tagged one of ``version``'s MAJOR.MINOR line."""
+    major, minor, patch = version_key(version)
+    line = [version_key(tag)[2] for tag in tags if VERSION_PATTERN.fullmatch(tag) and version_key(tag)[:2] == (major, minor)]
+    return f"v{major}.{minor}.{max(line + [patch]) + 1}"
 
 
 def staged_files(folder: Path) -> list[str]:
