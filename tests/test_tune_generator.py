@@ -1,0 +1,307 @@
+"""LoRA tuning of the signal generator (training/tune_generator.py) with a tiny Llama built in code."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+CHATML = (
+    "{% for message in messages %}<|im_start|>{{ message['role'] }}\n{{ message['content'] }}<|im_end|>\n"
+    "{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+)
+
+PRODUCTS = [
+    ("Argan Repair Conditioner", "Silka", ["Beauty", "Hair Care", "Conditioners"], 9.5),
+    ("Volume Mascara Black", "Lashly", ["Beauty", "Makeup", "Eyes", "Mascara"], 7.0),
+    ("Glass Nail File", "Shiny", ["Beauty", "Tools & Accessories", "Nail Tools"], 4.25),
+    ("Lavender Bath Salts", "Calma", ["Beauty", "Bath & Body", "Bath"], 12.0),
+    ("Sport Sunscreen SPF 50", "Sunny", ["Beauty", "Skin Care", "Sun"], 6.75),
+    ("Citrus Eau de Toilette", "Aroma", ["Beauty", "Fragrance", "Women's"], 30.0),
+    ("Ceramic Flat Iron", "Heatly", ["Beauty", "Hair Care", "Styling Tools"], 25.0),
+    ("Retinol Night Serum", "Dermo", ["Beauty", "Skin Care", "Face"], 18.0),
+    ("Cotton Rounds Pack", None, ["Beauty", "Tools & Accessories", "Cotton & Swabs"], None),
+    ("Tea Tree Shampoo", "Fresca", ["Beauty", "Hair Care", "Shampoos"], 8.0),
+    ("Nude Lip Gloss", "Glossy", ["Beauty", "Makeup", "Lips"], 5.0),
+    ("Shea Body Butter", "Karite", ["Beauty", "Skin Care", "Body"], 11.0),
+]
+SIGNALS = [
+    ("repairing dry ends after swimming", "soften brittle hair", "repair conditioner"),
+    ("getting ready for a night out", "make lashes look longer", "lengthening mascara"),
+    ("shaping nails before a manicure", "file without splitting", "nail shaping tool"),
+    ("a warm soak after a long day", "relax sore muscles", "relaxing bath soak"),
+    ("playing tennis in the summer sun", "avoid sunburn while sweating", "sport sun protection"),
+    ("a spritz before the office", "smell fresh all day", "light citrus scent"),
+    ("straightening thick hair each morning", "get sleek hair fast", "hair straightener"),
+    ("an evening skin routine", "fade fine lines", "anti-aging serum"),
+    ("removing nail polish", "wipe off makeup gently", "soft cotton pads"),
+    ("a cooling wash after the gym", "refresh an oily scalp", "herbal shampoo"),
+    ("a casual day out", "add shine to lips", "sheer lip shine"),
+    ("moisturizing after a winter shower", "heal rough dry skin", "rich body moisturizer"),
+]
+
+
+from lamar_hf.cli.tune import load_tuner  # noqa: E402  training/ is not a package: imported by path
+
+tuner = load_tuner()
+
+
+class TinyLlamaTester:
+    """Builds a tiny chat model (byte-level BPE tokenizer with a ChatML template, 2-layer Llama) in code."""
+
+    def get_tokenizer(self):
+        from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+        from transformers import PreTrainedTokenizerFast
+
+        corpus = [" ".join(str(part) for part in product) for product in PRODUCTS]
+        corpus += [" ".join(signals) for signals in SIGNALS] + ["scenario intent topic Title Brand Category Price"]
+        backend = Tokenizer(models.BPE())
+        backend.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+        backend.decoder = decoders.ByteLevel()
+        trainer = trainers.BpeTrainer(vocab_size=400, special_tokens=["<|endoftext|>", "<|im_start|>", "<|im_end|>"],
+                                      initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+        backend.train_from_iterator(corpus * 3, trainer)
+        tokenizer = PreTrainedTokenizerFast(tokenizer_object=backend, bos_token="<|im_start|>",
+                                            eos_token="<|im_end|>", pad_token="<|endoftext|>")
+        tokenizer.chat_template = CHATML
+        return tokenizer
+
+    def get_model(self, tokenizer):
+        from transformers import LlamaConfig, LlamaForCausalLM
+
+        config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=16, intermediate_size=32, num_hidden_layers=2,
+                             num_attention_heads=2, num_key_value_heads=2, max_position_embeddings=512,
+                             pad_token_id=tokenizer.pad_token_id, bos_token_id=tokenizer.bos_token_id,
+                             eos_token_id=tokenizer.eos_token_id)
+        torch.manual_seed(0)
+        return LlamaForCausalLM(config)
+
+    def save_base(self, folder: Path) -> Path:
+        tokenizer = self.get_tokenizer()
+        self.get_model(tokenizer).save_pretrained(folder)
+        tokenizer.save_pretrained(folder)
+        return folder
+
+    def save_benchmark(self, folder: Path) -> Path:
+        from datasets import Dataset, DatasetDict
+
+        from lamar_hf.data import ITEM_FEATURES, SEQUENCE_FEATURES, Benchmark
+
+        rows = [{"item_id": number, "asin": f"A{number:04d}", "title": title, "brand": brand, "categories": path,
+                 "price": price, "description": None}
+                for number, (title, brand, path, price) in enumerate(PRODUCTS, start=1)]
+        items = Dataset.from_list(rows, features=ITEM_FEATURES)
+        sequence = {"user_id": [1], "history": [[1, 2, 3]], "target": [4]}
+        sequences = DatasetDict({split: Dataset.from_dict(sequence, features=SEQUENCE_FEATURES)
+                                 for split in ("train", "validation", "test")})
+        Benchmark(name="tiny", items=items, sequences=sequences).save(folder)
+        return folder
+
+    def write_exemplars(self, folder: Path, train_ids=range(1, 9), validation_ids=range(9, 13)) -> tuple[Path, Path]:
+        folder.mkdir(parents=True, exist_ok=True)
+        paths = []
+        for name, ids in (("train", train_ids), ("validation", validation_ids)):
+            path = folder / f"{name}.jsonl"
+            with open(path, "w") as handle:
+                for item_id in ids:
+                    scenario, intent, topic = SIGNALS[item_id - 1]
+                    handle.write(json.dumps({"item_id": item_id, "asin": f"A{item_id:04d}", "scenario": scenario,
+                                             "intent": intent, "topic": topic}) + "\n")
+            paths.append(path)
+        return paths[0], paths[1]
+
+    def arguments(self, tmp_path: Path, **training):
+        base = self.save_base(tmp_path / "base")
+        items = self.save_benchmark(tmp_path / "bench")
+        train_file, validation_file = self.write_exemplars(tmp_path / "exemplars")
+        options = dict(output_dir=str(tmp_path / "adapter"), max_steps=8, learning_rate=5e-2, warmup_steps=0,
+                       per_device_train_batch_size=8, per_device_eval_batch_size=4, eval_steps=4, save_steps=4,
+                       logging_steps=1, lr_scheduler_type="constant", use_cpu=True, seed=0,
+                       disable_tqdm=True, early_stopping_patience=50)
+        options.update(training)
+        return (
+            tuner.ModelArguments(base_model=str(base), lora_r=4, lora_alpha=8, lora_dropout=0.0),
+            tuner.DataArguments(items=str(items), train_file=str(train_file), validation_file=str(validation_file),
+                                max_length=1024),
+            tuner.TuneTrainingArguments(**options),
+        )
+
+
+@pytest.fixture(scope="module")
+def tiny() -> TinyLlamaTester:
+    return TinyLlamaTester()
+
+
+class LoraSnapshot:
+    """A TrainerCallback that copies every LoRA parameter when training starts."""
+
+    def __init__(self):
+        from transformers import TrainerCallback
+
+        snapshot = self
+
+        class Callback(TrainerCallback):
+            def on_train_begin(self, args, state, control, model=None, **kwargs):
+                snapshot.before = {name: parameter.detach().clone() for name, parameter in model.named_parameters()
+                                   if "lora_" in name}
+
+        self.callback = Callback()
+        self.before: dict[str, torch.Tensor] = {}
+
+
+@pytest.fixture(scope="module")
+def tuned(tiny, tmp_path_factory):
+    """One real tuning run of the tiny model, shared by the tests that inspect its result."""
+    tmp_path = tmp_path_factory.mktemp("tune")
+    snapshot = LoraSnapshot()
+    arguments = tiny.arguments(tmp_path)
+    result = tuner.tune(*arguments, callbacks=[snapshot.callback])
+    return result, snapshot, arguments, tmp_path
+
+
+def test_labels_cover_only_the_answer(tiny):
+    from lamar_hf.enrich.prompts import PromptBuilder
+
+    tokenizer = tiny.get_tokenizer()
+    prompt = PromptBuilder().zero_shot()
+    title, brand, path, price = PRODUCTS[0]
+    item = {"item_id": 1, "title": title, "brand": brand, "categories": path, "price": price, "description": None}
+    signals = dict(zip(("scenario", "intent", "topic"), SIGNALS[0]))
+    example = tuner.tokenize_example(prompt, tokenizer, item, signals)
+
+    answer_ids = [token for token in example["labels"] if token != tuner.IGNORE_INDEX]
+    prompt_length = example["labels"].index(answer_ids[0])
+    assert example["labels"][:prompt_length] == [tuner.IGNORE_INDEX] * prompt_length
+    assert example["input_ids"][prompt_length:] == answer_ids
+    assert tokenizer.decode(example["input_ids"][:prompt_length]) == prompt.render(item, tokenizer)
+    assert tokenizer.decode(answer_ids) == (
+        "scenario: repairing dry ends after swimming\nintent: soften brittle hair\ntopic: repair conditioner"
+        "<|im_end|>\n"
+    )
+
+
+def test_collator_pads_right_and_masks_padding():
+    collator = tuner.AnswerOnlyCollator(pad_id=0)
+    batch = collator([{"input_ids": [5, 6, 7], "labels": [-100, 6, 7]}, {"input_ids": [8], "labels": [8]}])
+    assert batch["input_ids"].tolist() == [[5, 6, 7], [8, 0, 0]]
+    assert batch["labels"].tolist() == [[-100, 6, 7], [8, -100, -100]]
+    assert batch["attention_mask"].tolist() == [[1, 1, 1], [1, 0, 0]]
+
+
+def test_tuning_changes_every_lora_parameter_and_lowers_the_loss(tuned):
+    result, snapshot, _, _ = tuned
+    after = {name: parameter for name, parameter in result.model.named_parameters() if "lora_" in name}
+    assert snapshot.before and set(after) == set(snapshot.before)
+    unchanged = [name for name, parameter in after.items() if torch.equal(parameter.detach(), snapshot.before[name])]
+    assert unchanged == []
+    # Full-batch steps without dropout: the logged training loss is the loss on the same 8 examples.
+    assert result.train_loss_last < result.train_loss_first
+    assert result.validation_loss_best < result.validation_loss_base
+    assert result.train_examples == 8 and result.validation_examples == 4
+
+
+def test_saved_adapter_folder_has_prompt_card_and_no_checkpoints(tuned):
+    result, _, (model_args, data_args, _), tmp_path = tuned
+    adapter = Path(result.adapter_dir)
+    assert {"adapter_config.json", "adapter_model.safetensors", "lamar_prompt.json", "README.md",
+            "tune_results.json"} <= {path.name for path in adapter.iterdir()}
+    assert not list(adapter.glob("checkpoint-*"))
+    config = json.loads((adapter / "adapter_config.json").read_text())
+    assert config["r"] == 4 and sorted(config["target_modules"]) == ["k_proj", "o_proj", "q_proj", "v_proj"]
+    card = (adapter / "README.md").read_text()
+    assert f"base_model: {model_args.base_model}" in card
+    assert "library_name: peft" in card
+    assert f"{result.validation_loss_best:.4f}" in card and "| LoRA rank r | 4 |" in card
+    assert json.loads((adapter / "tune_results.json").read_text())["steps"] == result.steps
+
+
+def test_saved_adapter_reloads_with_identical_generations(tuned, tiny):
+    from lamar_hf.enrich.config import DecodingSettings
+    from lamar_hf.enrich.generator import TransformersGenerator
+    from lamar_hf.enrich.prompts import PromptBuilder
+
+    result, _, (model_args, data_args, _), _ = tuned
+    tokenizer = tiny.get_tokenizer()
+    items = [{"title": title, "brand": brand, "categories": path, "price": price}
+             for title, brand, path, price in PRODUCTS[8:]]
+    prompt = PromptBuilder().zero_shot()
+    trained = result.model.eval()
+    in_memory = []
+    for item in items:
+        ids = torch.tensor([tokenizer(prompt.render(item, tokenizer), add_special_tokens=False)["input_ids"]])
+        with torch.no_grad():
+            output = trained.generate(input_ids=ids, attention_mask=torch.ones_like(ids), max_new_tokens=16,
+                                      do_sample=False, eos_token_id=tokenizer.eos_token_id,
+                                      pad_token_id=tokenizer.pad_token_id)
+        in_memory.append(tokenizer.decode(output[0, ids.shape[1]:], skip_special_tokens=True).strip())
+
+    decoding = DecodingSettings(max_new_tokens=16)
+    reloaded = TransformersGenerator(model_args.base_model, adapter=result.adapter_dir, device="cpu", dtype="float32")
+    assert reloaded.prompt is not None and reloaded.prompt.to_dict() == prompt.to_dict()
+    conversations = [reloaded.prompt.messages(item) for item in items]
+    assert reloaded.generate(conversations, decoding) == in_memory
+    base = TransformersGenerator(model_args.base_model, device="cpu", dtype="float32")
+    assert base.generate(conversations, decoding) != in_memory  # the adapter does change what is generated
+
+
+def test_exemplar_of_an_unknown_item_names_file_and_line(tiny, tmp_path):
+    model_args, data_args, training_args = tiny.arguments(tmp_path)
+    with open(data_args.train_file, "a") as handle:
+        handle.write(json.dumps({"item_id": 999, "scenario": "a", "intent": "b", "topic": "c"}) + "\n")
+    with pytest.raises(ValueError, match=r"train\.jsonl:9: item_id 999 is not in the benchmark"):
+        tuner.tune(model_args, data_args, training_args)
+
+
+def test_exemplar_with_a_wrong_asin_or_missing_signal_is_refused(tiny, tmp_path):
+    train_file, _ = tiny.write_exemplars(tmp_path / "ex")
+    rows = train_file.read_text().splitlines()
+    rows[1] = json.dumps({**json.loads(rows[1]), "intent": " "})
+    train_file.write_text("\n".join(rows) + "\n")
+    with pytest.raises(ValueError, match=r"train\.jsonl:2: missing or empty field\(s\) \['intent'\]"):
+        tuner.read_exemplars(train_file, ["scenario", "intent", "topic"])
+
+    items = [{"item_id": 1, "asin": "B000"}]
+    with pytest.raises(ValueError, match=r"x\.jsonl:3: item 1 is ASIN B000 in the benchmark, not A0001"):
+        tuner.join_items([{"item_id": 1, "asin": "A0001", "_line": 3}], items, "x.jsonl")
+
+
+def test_train_and_validation_must_not_share_items(tiny, tmp_path):
+    model_args, data_args, training_args = tiny.arguments(tmp_path)
+    tiny.write_exemplars(tmp_path / "exemplars", train_ids=range(1, 9), validation_ids=range(8, 13))
+    with pytest.raises(ValueError, match=r"items in both the train and validation exemplars: \[8\]"):
+        tuner.tune(model_args, data_args, training_args)
+
+
+def test_arguments_parse_from_the_command_line_with_tuned_defaults(tmp_path):
+    model_args, data_args, training_args = tuner.parse_arguments(
+        ["--items", "bench", "--lora_r", "16", "--output_dir", str(tmp_path / "a"), "--max_steps", "3"])
+    assert (model_args.lora_r, model_args.base_model, data_args.items) == (16, None, "bench")
+    assert training_args.max_steps == 3 and training_args.load_best_model_at_end
+    assert training_args.metric_for_best_model == "eval_loss" and training_args.early_stopping_patience == 3
+    assert Path(data_args.train_file).name == "beauty_train.jsonl" and Path(data_args.train_file).is_file()
+
+
+def test_lamar_tune_runs_the_same_script(tiny, tmp_path):
+    from lamar_hf.cli import main
+
+    base = tiny.save_base(tmp_path / "base")
+    items = tiny.save_benchmark(tmp_path / "bench")
+    train_file, validation_file = tiny.write_exemplars(tmp_path / "exemplars")
+    out = tmp_path / "adapter"
+    status = main(["tune", "--items", str(items), "--out", str(out), "--base-model", str(base),
+                   "--train-file", str(train_file), "--validation-file", str(validation_file), "--lora-r", "2",
+                   "--max-steps", "2", "--eval-steps", "1", "--learning-rate", "0.01",
+                   "--", "--max_length", "1024", "--use_cpu", "true", "--disable_tqdm", "true"])
+    assert status == 0
+    assert json.loads((out / "adapter_config.json").read_text())["r"] == 2
+    assert json.loads((out / "tune_results.json").read_text())["steps"] == 2
+    assert (out / "lamar_prompt.json").is_file()
+
+
+def test_lamar_tune_refuses_unknown_arguments(tiny, tmp_path):
+    from lamar_hf.cli import main
+
+    items = tiny.save_benchmark(tmp_path / "bench")
+    assert main(["tune", "--items", str(items), "--out", str(tmp_path / "a"), "--", "--no_such_option", "1"]) == 2
