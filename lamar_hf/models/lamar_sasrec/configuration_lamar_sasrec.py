@@ -1,0 +1,88 @@
+"""Configuration of the signal-aware SASRec recommender (self-contained: transformers only)."""
+
+from transformers import PretrainedConfig
+
+FUSION_MODES = ("none", "add", "concat", "gate")
+LOSS_TYPES = ("ce", "bce")
+
+
+class LamarSASRecConfig(PretrainedConfig):
+    r"""Hyper-parameters of [`LamarSASRecModel`].
+
+    Items are numbered 1..``num_items``; id 0 is padding. With ``fusion="none"`` the model is the ID-only SASRec;
+    otherwise each item's texts (``text_kinds``, e.g. ``["scenario", "intent", "topic", "metadata"]``), embedded
+    once by a frozen sentence encoder into ``text_embedding_dim`` numbers each, are projected to ``hidden_size``
+    and fused with the item-id embedding: ``add`` sums them, ``concat`` maps the concatenation back to
+    ``hidden_size``, ``gate`` mixes them with a learned per-dimension gate.
+
+    Args:
+        num_items: number of real items (the item table has ``num_items + 1`` rows).
+        hidden_size: width of item embeddings and of the transformer.
+        num_hidden_layers: number of causal self-attention blocks.
+        num_attention_heads: attention heads per block (must divide ``hidden_size``).
+        intermediate_size: width of the position-wise feed-forward layer.
+        max_history_length: longest history the model reads; longer ones keep their most recent items.
+        hidden_dropout_prob: dropout on embeddings and on every block's outputs.
+        attention_dropout_prob: dropout on attention weights.
+        layer_norm_eps: epsilon of the layer norms.
+        initializer_range: standard deviation of the normal initialisation.
+        loss_type: ``"ce"`` (softmax cross-entropy over all items) or ``"bce"`` (binary cross-entropy against
+            ``num_negatives`` uniformly sampled items per position, the original SASRec objective).
+        num_negatives: negatives per position for ``loss_type="bce"``.
+        fusion: one of ``"none"``, ``"add"``, ``"concat"``, ``"gate"``.
+        text_kinds: names of the embedded item texts, in the order of the model's ``text_embeddings`` buffer.
+        text_embedding_dim: size of one text embedding (384 for all-MiniLM-L6-v2).
+        text_encoder: the sentence encoder that made the text embeddings (provenance only).
+    """
+
+    model_type = "lamar_sasrec"
+
+    def __init__(
+        self,
+        num_items: int = 0,
+        hidden_size: int = 64,
+        num_hidden_layers: int = 2,
+        num_attention_heads: int = 2,
+        intermediate_size: int = 256,
+        max_history_length: int = 50,
+        hidden_dropout_prob: float = 0.5,
+        attention_dropout_prob: float = 0.5,
+        layer_norm_eps: float = 1e-8,
+        initializer_range: float = 0.02,
+        loss_type: str = "ce",
+        num_negatives: int = 1,
+        fusion: str = "none",
+        text_kinds: list[str] | tuple[str, ...] = (),
+        text_embedding_dim: int = 384,
+        text_encoder: str = "sentence-transformers/all-MiniLM-L6-v2",
+        **kwargs,
+    ):
+        if fusion not in FUSION_MODES:
+            raise ValueError(f"fusion must be one of {', '.join(FUSION_MODES)}, got {fusion!r}")
+        if loss_type not in LOSS_TYPES:
+            raise ValueError(f"loss_type must be one of {', '.join(LOSS_TYPES)}, got {loss_type!r}")
+        text_kinds = list(text_kinds)
+        if fusion != "none" and not text_kinds:
+            raise ValueError(f"fusion={fusion!r} needs at least one entry in text_kinds")
+        if len(set(text_kinds)) != len(text_kinds):
+            raise ValueError(f"text_kinds names a text twice: {text_kinds}")
+        if hidden_size % num_attention_heads:
+            raise ValueError(f"hidden_size {hidden_size} is not a multiple of num_attention_heads {num_attention_heads}")
+        self.num_items = num_items
+        self.hidden_size = hidden_size
+        self.num_hidden_layers = num_hidden_layers
+        self.num_attention_heads = num_attention_heads
+        self.intermediate_size = intermediate_size
+        self.max_history_length = max_history_length
+        self.hidden_dropout_prob = hidden_dropout_prob
+        self.attention_dropout_prob = attention_dropout_prob
+        self.layer_norm_eps = layer_norm_eps
+        self.initializer_range = initializer_range
+        self.loss_type = loss_type
+        self.num_negatives = num_negatives
+        self.fusion = fusion
+        # With fusion "none" no texts are used, whatever was asked.
+        self.text_kinds = text_kinds if fusion != "none" else []
+        self.text_embedding_dim = text_embedding_dim
+        self.text_encoder = text_encoder
+        super().__init__(**kwargs)

@@ -1,0 +1,298 @@
+"""Signal-aware SASRec: a causal self-attention next-item recommender whose item table fuses item-id
+embeddings with frozen sentence embeddings of each item's texts (LaMAR signals and/or metadata).
+
+Self-contained (torch + transformers + its configuration) so that it travels to the Hub as remote code.
+
+Inputs are item-id sequences padded on the right with 0, oldest item first. Thanks to right padding
+and causal attention no real position ever attends to padding, so no attention mask is needed, and
+logits are computed only where they are used: at labelled positions in training, at each sequence's
+last item otherwise.
+"""
+
+from __future__ import annotations
+
+import operator
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from transformers import PreTrainedModel
+from transformers.utils import ModelOutput
+
+from .configuration_lamar_sasrec import LamarSASRecConfig
+
+IGNORE_INDEX = -100
+
+
+@dataclass
+class LamarSASRecOutput(ModelOutput):
+    """Output of [`LamarSASRecModel`].
+
+    loss: next-item loss over the labelled positions (when ``labels`` are given).
+    logits: ``[num_scored, num_items + 1]`` scores of every item (column 0, padding, is ``-inf``): one row per
+        labelled position in row-major order when ``labels`` are given, else one row per sequence for the item
+        that follows its last item. ``None`` while training with the sampled BCE loss, which never needs them.
+    last_hidden_state: ``[batch, length, hidden_size]``, only when ``output_hidden_states=True``.
+    """
+
+    loss: torch.Tensor | None = None
+    logits: torch.Tensor | None = None
+    last_hidden_state: torch.Tensor | None = None
+
+
+class LamarSASRecItemTable(nn.Module):
+    """The item table ``[num_items + 1, hidden_size]``: item-id embeddings, fused with projected text embeddings.
+
+    The sentence embeddings of the item texts are a frozen buffer (saved with the model); only their
+    projection and the fusion layers learn. The same table embeds the input items and scores the output.
+    """
+
+    def __init__(self, config: LamarSASRecConfig):
+        super().__init__()
+        self.fusion = config.fusion
+        self.item_embeddings = nn.Embedding(config.num_items + 1, config.hidden_size, padding_idx=0)
+        if self.fusion == "none":
+            return
+        text_width = len(config.text_kinds) * config.text_embedding_dim
+        self.register_buffer("text_embeddings", torch.zeros(config.num_items + 1, text_width), persistent=True)
+        self.text_projection = nn.Linear(text_width, config.hidden_size)
+        if self.fusion == "concat":
+            self.fusion_projection = nn.Linear(2 * config.hidden_size, config.hidden_size)
+        elif self.fusion == "gate":
+            self.fusion_gate = nn.Linear(2 * config.hidden_size, config.hidden_size)
+
+    def forward(self) -> torch.Tensor:
+        ids = self.item_embeddings.weight
+        if self.fusion == "none":
+            return ids
+        texts = self.text_projection(self.text_embeddings)
+        if self.fusion == "add":
+            return ids + texts
+        both = torch.cat([ids, texts], dim=-1)
+        if self.fusion == "concat":
+            return self.fusion_projection(both)
+        gate = torch.sigmoid(self.fusion_gate(both))
+        return gate * ids + (1 - gate) * texts
+
+
+class LamarSASRecAttention(nn.Module):
+    """Causal multi-head self-attention (PyTorch's fused scaled-dot-product kernel)."""
+
+    def __init__(self, config: LamarSASRecConfig):
+        super().__init__()
+        self.num_heads = config.num_attention_heads
+        self.head_dim = config.hidden_size // config.num_attention_heads
+        self.dropout = config.attention_dropout_prob
+        self.qkv = nn.Linear(config.hidden_size, 3 * config.hidden_size)
+        self.output = nn.Linear(config.hidden_size, config.hidden_size)
+
+    def forward(self, hidden: torch.Tensor) -> torch.Tensor:
+        batch, length, width = hidden.shape
+        query, key, value = self.qkv(hidden).view(batch, length, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4)
+        attended = F.scaled_dot_product_attention(
+            query, key, value, is_causal=True, dropout_p=self.dropout if self.training else 0.0
+        )
+        return self.output(attended.transpose(1, 2).reshape(batch, length, width))
+
+
+class LamarSASRecLayer(nn.Module):
+    """One pre-norm transformer block: causal self-attention, then a position-wise feed-forward layer."""
+
+    def __init__(self, config: LamarSASRecConfig):
+        super().__init__()
+        self.attention_norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+        self.attention = LamarSASRecAttention(config)
+        self.feed_forward_norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+        self.feed_forward = nn.Sequential(
+            nn.Linear(config.hidden_size, config.intermediate_size),
+            nn.GELU(),
+            nn.Dropout(config.hidden_dropout_prob),
+            nn.Linear(config.intermediate_size, config.hidden_size),
+        )
+        self.dropout = nn.Dropout(config.hidden_dropout_prob)
+
+    def forward(self, hidden: torch.Tensor) -> torch.Tensor:
+        hidden = hidden + self.dropout(self.attention(self.attention_norm(hidden)))
+        return hidden + self.dropout(self.feed_forward(self.feed_forward_norm(hidden)))
+
+
+class LamarSASRecPreTrainedModel(PreTrainedModel):
+    config_class = LamarSASRecConfig
+    base_model_prefix = "lamar_sasrec"
+    main_input_name = "input_ids"
+
+
+class LamarSASRecModel(LamarSASRecPreTrainedModel):
+    """SASRec next-item recommender with optional fusion of frozen item-text embeddings (see the config).
+
+    ``model(input_ids, labels)`` trains; :meth:`score` and :meth:`recommend` serve recommendations.
+    A new text-fused model needs its text embeddings once, with :meth:`set_text_embeddings`; a saved one
+    carries them.
+    """
+
+    def __init__(self, config: LamarSASRecConfig):
+        super().__init__(config)
+        if config.num_items < 1:
+            raise ValueError(f"num_items must be at least 1, got {config.num_items}")
+        self.item_table = LamarSASRecItemTable(config)
+        self.position_embeddings = nn.Embedding(config.max_history_length, config.hidden_size)
+        self.dropout = nn.Dropout(config.hidden_dropout_prob)
+        self.layers = nn.ModuleList(LamarSASRecLayer(config) for _ in range(config.num_hidden_layers))
+        self.final_norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+        self.post_init()
+
+    def get_input_embeddings(self) -> nn.Embedding:
+        return self.item_table.item_embeddings
+
+    def set_input_embeddings(self, value: nn.Embedding) -> None:
+        self.item_table.item_embeddings = value
+
+    def set_text_embeddings(self, embeddings) -> None:
+        """Store the item-text embeddings: a mapping ``kind -> [num_items + 1, text_embedding_dim]`` holding every
+        kind of ``config.text_kinds`` (row ``i`` is item ``i``; row 0, padding, is ignored)."""
+        config = self.config
+        if config.fusion == "none":
+            raise ValueError("this model has fusion='none' and uses no text embeddings")
+        missing = [kind for kind in config.text_kinds if kind not in embeddings]
+        if missing:
+            raise ValueError(f"text embeddings for {', '.join(missing)} are missing (have {', '.join(embeddings)})")
+        expected = (config.num_items + 1, config.text_embedding_dim)
+        for kind in config.text_kinds:
+            if tuple(embeddings[kind].shape) != expected:
+                raise ValueError(f"text embeddings {kind!r} have shape {tuple(embeddings[kind].shape)}, expected {expected}")
+        buffer = self.item_table.text_embeddings
+        stacked = torch.cat([torch.as_tensor(embeddings[kind]).to(buffer) for kind in config.text_kinds], dim=-1)
+        with torch.no_grad():
+            buffer.copy_(stacked)
+
+    def forward(
+        self,
+        input_ids: torch.LongTensor,
+        labels: torch.LongTensor | None = None,
+        output_hidden_states: bool | None = None,
+    ) -> LamarSASRecOutput:
+        """Score next items.
+
+        Args:
+            input_ids: ``[batch, length]`` item ids, oldest first, right-padded with 0, ``length <= max_history_length``.
+            labels: ``[batch, length]`` the item that follows each position, ``-100`` where nothing is to be
+                predicted (padding, or every position but the last when evaluating).
+            output_hidden_states: also return the final hidden states.
+
+        Raises:
+            ValueError: for padding that is not at the end, sequences longer than ``max_history_length``, an empty
+                sequence (without labels), or labels with no target.
+        """
+        real = input_ids != 0
+        if input_ids.shape[1] > self.config.max_history_length:
+            raise ValueError(f"input of length {input_ids.shape[1]} exceeds max_history_length {self.config.max_history_length}")
+        if (real[:, 1:] > real[:, :-1]).any():
+            raise ValueError("input_ids must be right-padded: padding (item 0) may only follow the real items")
+        item_table = self.item_table()
+        positions = torch.arange(input_ids.shape[1], device=input_ids.device)
+        hidden = self.dropout(item_table[input_ids] + self.position_embeddings(positions))
+        for layer in self.layers:
+            hidden = layer(hidden)
+        hidden = self.final_norm(hidden)
+
+        if labels is not None:
+            if labels.shape != input_ids.shape:
+                raise ValueError(f"labels have shape {tuple(labels.shape)}, input_ids {tuple(input_ids.shape)}")
+            scored = labels != IGNORE_INDEX
+            if not scored.any():
+                raise ValueError("labels hold no target (every position is -100)")
+            queries, targets = hidden[scored], labels[scored]
+        else:
+            lengths = real.sum(dim=1)
+            if (lengths == 0).any():
+                raise ValueError("a sequence is empty: at least one item is needed to recommend the next")
+            queries = hidden[torch.arange(hidden.shape[0], device=hidden.device), lengths - 1]
+            targets = None
+
+        loss = logits = None
+        if self.config.loss_type == "bce" and targets is not None:
+            loss = self._sampled_bce_loss(queries, targets, item_table)
+        if not (self.training and loss is not None):
+            logits = queries @ item_table.T
+            logits[:, 0] = float("-inf")  # padding is never recommended
+            if targets is not None and loss is None:
+                loss = F.cross_entropy(logits, targets)
+        return LamarSASRecOutput(
+            loss=loss, logits=logits, last_hidden_state=hidden if output_hidden_states else None
+        )
+
+    def _sampled_bce_loss(self, queries, targets, item_table) -> torch.Tensor:
+        """Binary cross-entropy of each target against ``num_negatives`` items drawn uniformly from all items
+        (a draw may hit the target; with thousands of items that is rare and harmless)."""
+        negatives = torch.randint(
+            1, self.config.num_items + 1, (targets.shape[0], self.config.num_negatives), device=targets.device
+        )
+        positive_scores = (queries * item_table[targets]).sum(-1)
+        negative_scores = torch.einsum("nd,nkd->nk", queries, item_table[negatives])
+        return F.binary_cross_entropy_with_logits(
+            positive_scores, torch.ones_like(positive_scores)
+        ) + F.binary_cross_entropy_with_logits(negative_scores, torch.zeros_like(negative_scores))
+
+    def _check_histories(self, histories: Sequence[Sequence[int]]) -> list[list[int]]:
+        """Validated histories, each cut to its most recent ``max_history_length`` items."""
+        num_items, checked = self.config.num_items, []
+        for row, history in enumerate(histories):
+            history = [operator.index(item) for item in history]
+            if not history:
+                raise ValueError(f"history {row} is empty: at least one item is needed to recommend the next")
+            if min(history) < 1 or max(history) > num_items:
+                position, item = next((p, i) for p, i in enumerate(history) if not 1 <= i <= num_items)
+                raise ValueError(
+                    f"history {row} has unknown item id {item} at position {position}; this model knows items 1..{num_items}"
+                )
+            checked.append(history[-self.config.max_history_length :])
+        return checked
+
+    @torch.no_grad()
+    def score(self, histories: Sequence[Sequence[int]], batch_size: int = 1024) -> torch.Tensor:
+        """Scores ``[len(histories), num_items + 1]`` of every item as the next one after each history.
+
+        Each history lists item ids oldest first; only its most recent ``max_history_length`` items are read.
+        Column 0 (padding) is ``-inf``. Runs in evaluation mode (no dropout) and restores the previous mode.
+
+        Raises:
+            ValueError: for an empty history or an item id outside ``1..num_items``.
+        """
+        histories = self._check_histories(histories)
+        was_training = self.training
+        self.eval()
+        try:
+            device, scores = self.device, []
+            for start in range(0, len(histories), batch_size):
+                batch = histories[start : start + batch_size]
+                width = max(len(history) for history in batch)
+                input_ids = torch.tensor([history + [0] * (width - len(history)) for history in batch], device=device)
+                scores.append(self(input_ids).logits.float())
+            return torch.cat(scores) if scores else torch.empty(0, self.config.num_items + 1, device=device)
+        finally:
+            self.train(was_training)
+
+    def recommend(self, history, k: int = 10, exclude_history: bool = False):
+        """The ``k`` items most likely to follow ``history``, best first.
+
+        ``history`` is one list of item ids (oldest first), giving a list of ``k`` ids, or a list of such lists,
+        giving one list per history. Histories longer than ``max_history_length`` are cut to their most recent items,
+        as in training. With ``exclude_history=True`` items already in the history are never recommended.
+
+        Raises:
+            ValueError: for an empty history, an unknown item id, or ``k`` outside ``1..num_items``.
+        """
+        if isinstance(history, torch.Tensor):
+            history = history.tolist()
+        single = len(history) == 0 or not isinstance(history[0], (Sequence, torch.Tensor))
+        histories = [history] if single else [h.tolist() if isinstance(h, torch.Tensor) else h for h in history]
+        if not 1 <= k <= self.config.num_items:
+            raise ValueError(f"k must be between 1 and the number of items ({self.config.num_items}), got {k}")
+        scores = self.score(histories)
+        if exclude_history:
+            for row, items in enumerate(histories):
+                scores[row, [operator.index(item) for item in items]] = float("-inf")
+        top = scores.topk(k, dim=1).indices.tolist()
+        return top[0] if single else top

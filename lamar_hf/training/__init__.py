@@ -1,0 +1,34 @@
+"""Training and evaluating recommenders with the Hugging Face ``Trainer`` (used by ``training/train.py``,
+``lamar train``, ``lamar evaluate`` and the benchmarks)."""
+
+from .arguments import ModelArguments, RecommenderTrainingArguments
+from .backbones import BACKBONES, Backbone, build_model, get_backbone, register_backbone
+from .data import NextItemCollator, RecommendationData, last_item_examples, next_item_windows
+from .trainer import (
+    RankingMetrics,
+    TrainingResult,
+    evaluate_recommender,
+    rank_targets,
+    recommender_trainer,
+    train_recommender,
+)
+
+__all__ = [
+    "BACKBONES",
+    "Backbone",
+    "ModelArguments",
+    "NextItemCollator",
+    "RankingMetrics",
+    "RecommendationData",
+    "RecommenderTrainingArguments",
+    "TrainingResult",
+    "build_model",
+    "evaluate_recommender",
+    "get_backbone",
+    "last_item_examples",
+    "next_item_windows",
+    "rank_targets",
+    "recommender_trainer",
+    "register_backbone",
+    "train_recommender",
+]

@@ -1,0 +1,82 @@
+"""The arguments of a recommender training run, as dataclasses for ``HfArgumentParser``."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from transformers import TrainingArguments
+
+from lamar_hf.text_embeddings import DEFAULT_ENCODER, METADATA
+
+
+@dataclass
+class ModelArguments:
+    """Which recommender to train and its size; which item texts it fuses with the item ids."""
+
+    backbone: str = field(default="sasrec", metadata={"help": "Recommender architecture (see lamar_hf.training.BACKBONES)."})
+    hidden_size: int = field(default=64, metadata={"help": "Width of item embeddings and hidden layers."})
+    num_hidden_layers: int = field(default=2, metadata={"help": "Number of self-attention blocks."})
+    num_attention_heads: int = field(default=2, metadata={"help": "Attention heads per block."})
+    intermediate_size: int = field(default=256, metadata={"help": "Width of the feed-forward layers."})
+    max_history_length: int = field(default=50, metadata={"help": "Most recent items of a history the model reads."})
+    hidden_dropout_prob: float = field(default=0.5, metadata={"help": "Dropout on embeddings and block outputs."})
+    attention_dropout_prob: float = field(default=0.5, metadata={"help": "Dropout on attention weights."})
+    loss_type: str = field(
+        default="ce", metadata={"help": "'ce': softmax cross-entropy over all items; 'bce': sampled-negative BCE."}
+    )
+    num_negatives: int = field(default=1, metadata={"help": "Sampled negatives per position with --loss_type bce."})
+    signals: str = field(
+        default="",
+        metadata={"help": "Comma-separated signal columns to fuse, e.g. 'scenario,intent,topic' (empty: none)."},
+    )
+    use_metadata: bool = field(default=False, metadata={"help": "Also fuse the metadata text (title, brand, categories)."})
+    fusion: str = field(
+        default="add",
+        metadata={"help": "How texts join the item ids: add, concat or gate (ID-only when no texts are chosen)."},
+    )
+    text_encoder: str = field(
+        default=DEFAULT_ENCODER, metadata={"help": "Sentence encoder of the item texts (a folder or the default id)."}
+    )
+
+    def text_kinds(self) -> list[str]:
+        """The item texts the model fuses, in buffer order: the chosen signals, then ``metadata``."""
+        kinds = [name.strip() for name in self.signals.split(",") if name.strip()]
+        if self.use_metadata:
+            kinds.append(METADATA)
+        if kinds and self.fusion == "none":
+            raise ValueError(f"--fusion none cannot use item texts ({', '.join(kinds)}); pick add, concat or gate")
+        return kinds
+
+
+@dataclass
+class RecommenderTrainingArguments(TrainingArguments):
+    """``TrainingArguments`` with defaults for SASRec-style recommenders (Adam 1e-3, batch 256, validation each
+    epoch by full ranking, early stopping on NDCG@10, best model kept)."""
+
+    output_dir: str = field(default="outputs/lamar-sasrec", metadata={"help": "Where the model and results go."})
+    learning_rate: float = field(default=1e-3, metadata={"help": "Adam learning rate."})
+    adam_beta2: float = field(default=0.98, metadata={"help": "Adam beta2 (0.98 as in SASRec)."})
+    lr_scheduler_type: str = field(default="constant", metadata={"help": "Learning-rate schedule."})
+    num_train_epochs: float = field(default=200, metadata={"help": "Most epochs (early stopping usually ends sooner)."})
+    per_device_train_batch_size: int = field(default=256, metadata={"help": "Training sequences per batch and device."})
+    per_device_eval_batch_size: int = field(default=1024, metadata={"help": "Users per evaluation batch and device."})
+    eval_strategy: str = field(default="epoch", metadata={"help": "Validate by full ranking after every epoch."})
+    save_strategy: str = field(default="epoch", metadata={"help": "Checkpoint every epoch (to keep the best)."})
+    logging_strategy: str = field(default="epoch", metadata={"help": "Log once per epoch."})
+    save_total_limit: int = field(default=1, metadata={"help": "Checkpoints kept besides the best."})
+    save_only_model: bool = field(default=True, metadata={"help": "Checkpoints without optimizer state."})
+    load_best_model_at_end: bool = field(default=True, metadata={"help": "End with the best validation model."})
+    metric_for_best_model: str = field(default="ndcg@10", metadata={"help": "Validation metric for the best model."})
+    greater_is_better: bool = field(default=True, metadata={"help": "Whether a larger metric is better."})
+    early_stopping_patience: int = field(
+        default=10, metadata={"help": "Stop after this many epochs without a better validation metric (0: never)."}
+    )
+    ranking_cutoffs: list[int] = field(default_factory=lambda: [10, 20], metadata={"help": "The K of Recall/NDCG/MRR@K."})
+    train_sampling_strategy: str = field(
+        default="group_by_length", metadata={"help": "Batches of similar lengths: little padding."}
+    )
+    remove_unused_columns: bool = field(default=False, metadata={"help": "Examples are plain dicts; keep them."})
+    ddp_broadcast_buffers: bool = field(
+        default=False, metadata={"help": "The frozen text-embedding buffer never changes; do not re-send it."}
+    )
+    report_to: str = field(default="none", metadata={"help": "Experiment trackers to report to."})

@@ -1,0 +1,85 @@
+"""The recommender architectures the trainer knows: how to configure each and how to feed it.
+
+Every backbone's model takes ``input_ids`` and ``labels`` (see :mod:`lamar_hf.training.data`) and returns
+``loss`` and ``logits`` over all items at the labelled positions, so training, evaluation and publishing are
+the same code for all of them. A new backbone is one :func:`register_backbone` call.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from lamar_hf.models import LamarSASRecConfig, LamarSASRecModel
+
+from .arguments import ModelArguments
+from .data import NextItemCollator, last_item_examples, next_item_windows
+
+
+@dataclass(frozen=True)
+class Backbone:
+    """One architecture: its config and model classes, how its config is made from the arguments, and which
+    examples and collator train and evaluate it."""
+
+    name: str
+    config_class: type
+    model_class: type
+    make_config: Callable[..., object]  # (arguments, num_items, text kinds, text_embedding_dim) -> config
+    train_examples: Callable = next_item_windows  # (training sequences, max_history_length) -> examples
+    eval_examples: Callable = last_item_examples  # (histories, targets, max_history_length) -> examples
+    collator: Callable = NextItemCollator  # () -> callable(examples) -> batch
+
+
+def sasrec_config(args: ModelArguments, num_items: int, text_kinds: list[str], text_embedding_dim: int) -> LamarSASRecConfig:
+    return LamarSASRecConfig(
+        num_items=num_items,
+        hidden_size=args.hidden_size,
+        num_hidden_layers=args.num_hidden_layers,
+        num_attention_heads=args.num_attention_heads,
+        intermediate_size=args.intermediate_size,
+        max_history_length=args.max_history_length,
+        hidden_dropout_prob=args.hidden_dropout_prob,
+        attention_dropout_prob=args.attention_dropout_prob,
+        loss_type=args.loss_type,
+        num_negatives=args.num_negatives,
+        fusion=args.fusion if text_kinds else "none",
+        text_kinds=text_kinds,
+        text_embedding_dim=text_embedding_dim,
+        text_encoder=args.text_encoder,
+    )
+
+
+BACKBONES: dict[str, Backbone] = {}
+
+
+def register_backbone(backbone: Backbone) -> None:
+    """Make a backbone available to ``--backbone NAME``."""
+    BACKBONES[backbone.name] = backbone
+
+
+def get_backbone(name: str) -> Backbone:
+    if name not in BACKBONES:
+        raise ValueError(f"unknown backbone {name!r}; choose one of {', '.join(BACKBONES)}")
+    return BACKBONES[name]
+
+
+def build_model(args: ModelArguments, num_items: int, text_embeddings: dict | None = None):
+    """A freshly initialised model of ``args.backbone`` for ``num_items`` items, holding the text embeddings it fuses.
+
+    Raises:
+        ValueError: when a text kind the arguments ask for has no embeddings.
+    """
+    backbone = get_backbone(args.backbone)
+    text_kinds = args.text_kinds()
+    missing = [kind for kind in text_kinds if kind not in (text_embeddings or {})]
+    if missing:
+        raise ValueError(f"no text embeddings for {', '.join(missing)}")
+    text_embedding_dim = int(text_embeddings[text_kinds[0]].shape[1]) if text_kinds else 384
+    config = backbone.make_config(args, num_items, text_kinds, text_embedding_dim)
+    model = backbone.model_class(config)
+    if text_kinds:
+        model.set_text_embeddings({kind: text_embeddings[kind] for kind in text_kinds})
+    return model
+
+
+register_backbone(Backbone("sasrec", LamarSASRecConfig, LamarSASRecModel, sasrec_config))

@@ -1,0 +1,189 @@
+"""The recommender training script's work, shared by ``training/train.py`` and ``lamar train``.
+
+Reads a benchmark (a prepared folder or a Hub dataset), embeds the item texts the model fuses (cached),
+trains with :func:`lamar_hf.training.train_recommender`, saves the best model and its results, and publishes
+it as a versioned Hub release with a model card (:func:`lamar_hf.hub.publish_model`) when ``--push_to_hub`` is given.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+
+from transformers import HfArgumentParser
+
+from lamar_hf.text_embeddings import METADATA, cached_item_text_embeddings, read_signals
+
+from .arguments import ModelArguments, RecommenderTrainingArguments
+from .data import RecommendationData
+from .trainer import TrainingResult, train_recommender
+
+logger = logging.getLogger(__name__)
+
+RESULTS_FILE = "results.json"
+
+
+def default_text_embeddings_cache(dataset_name: str) -> Path:
+    """``$LAMAR_CACHE`` (default ``~/.cache/lamar_hf``) ``/text_embeddings/<dataset>.safetensors``; entries are
+    checked against the texts' fingerprints, so a stale cache is never used."""
+    root = Path(os.environ.get("LAMAR_CACHE", Path.home() / ".cache" / "lamar_hf"))
+    return root / "text_embeddings" / (re.sub(r"[^A-Za-z0-9_.-]+", "_", dataset_name) + ".safetensors")
+
+
+@dataclass
+class ScriptArguments:
+    """Where the data comes from."""
+
+    dataset: str = field(
+        metadata={"help": "A prepared benchmark folder (`lamar prepare`) or a Hub dataset id with items/sequences configs."}
+    )
+    dataset_revision: str | None = field(
+        default=None, metadata={"help": "Hub revision (tag, branch or commit) of --dataset; recorded on the model card."}
+    )
+    signals_file: str | None = field(
+        default=None,
+        metadata={"help": "A signals parquet file (item_id + signal columns); default: the dataset's signals config."},
+    )
+    text_embeddings_cache: str | None = field(
+        default=None,
+        metadata={"help": "Cache file of the item-text embeddings (default: one per dataset under ~/.cache/lamar_hf)."},
+    )
+    max_users: int | None = field(default=None, metadata={"help": "Use only the first N users (smoke runs)."})
+    hub_version: str = field(
+        default="v1.0.0", metadata={"help": "With --push_to_hub: the version tag of the release (an existing one is refused)."}
+    )
+    hub_changes: str = field(default="", metadata={"help": "With --push_to_hub: what changed, for the card's changelog."})
+
+
+ARGUMENT_CLASSES = (ScriptArguments, ModelArguments, RecommenderTrainingArguments)
+
+
+def argument_parser(**kwargs) -> HfArgumentParser:
+    """The parser of every option of the training script (``kwargs`` go to ``argparse.ArgumentParser``)."""
+    return HfArgumentParser(ARGUMENT_CLASSES, **kwargs)
+
+
+def arguments_from_namespace(namespace, skip=("debug",)) -> tuple:
+    """``(script_args, model_args, training_args)`` from an ``argparse.Namespace`` filled by :func:`argument_parser`
+    (as a parent parser of ``lamar train``). Keys of other parsers are ignored, and so are those in ``skip``
+    (``lamar``'s own ``--debug`` shadows ``TrainingArguments.debug``)."""
+    values = {key: value for key, value in vars(namespace).items() if key not in skip}
+    return tuple(
+        cls(**{f.name: values[f.name] for f in fields(cls) if f.init and f.name in values}) for cls in ARGUMENT_CLASSES
+    )
+
+
+def parse_args(argv: list[str] | None = None):
+    """``(script_args, model_args, training_args)`` from the command line (or one ``.json`` / ``.yaml`` file)."""
+    parser = argument_parser()
+    if argv and len(argv) == 1 and argv[0].endswith((".json", ".yaml", ".yml")):
+        loader = parser.parse_json_file if argv[0].endswith(".json") else parser.parse_yaml_file
+        return loader(argv[0])
+    return parser.parse_args_into_dataclasses(args=argv)
+
+
+def load_benchmark(dataset: str, revision: str | None = None):
+    """A :class:`lamar_hf.data.Benchmark` from a prepared folder, or from a Hub dataset repository that has the
+    ``items`` and ``sequences`` configs (and optionally ``signals``)."""
+    from lamar_hf.data import Benchmark, load_prepared
+
+    path = Path(dataset).expanduser()
+    if path.is_dir():
+        return load_prepared(path)
+    if path.is_absolute() or dataset.startswith((".", "~")) or path.exists() or dataset.count("/") != 1:
+        raise FileNotFoundError(f"prepared benchmark folder not found: {dataset} (run `lamar prepare` first)")
+    from datasets import get_dataset_config_names, load_dataset
+
+    try:
+        configs = get_dataset_config_names(dataset, revision=revision)
+    except Exception as error:  # offline, unknown repository, bad revision: say what was tried
+        raise ValueError(f"{dataset} is not a folder here, and reading it as a Hub dataset failed: {error}") from error
+    missing = [name for name in ("items", "sequences") if name not in configs]
+    if missing:
+        raise ValueError(f"{dataset} is neither a folder nor a Hub dataset with configs items and sequences (it has {configs})")
+    return Benchmark(
+        name=dataset,
+        items=load_dataset(dataset, "items", split="train", revision=revision),
+        sequences=load_dataset(dataset, "sequences", revision=revision),
+        signals=load_dataset(dataset, "signals", split="train", revision=revision) if "signals" in configs else None,
+        source={"hub": dataset, "revision": revision},
+    )
+
+
+def text_embeddings_for(benchmark, kinds: list[str], script_args: ScriptArguments, model_args, training_args) -> dict:
+    """The embeddings of every text kind the model fuses; the main process computes them, the others read its cache."""
+    signal_kinds = [kind for kind in kinds if kind != METADATA]
+    signals = None
+    if signal_kinds:
+        signals = read_signals(script_args.signals_file) if script_args.signals_file else benchmark.signals
+        if signals is None:
+            raise ValueError(
+                f"signals {', '.join(signal_kinds)} were asked for, but {script_args.dataset} has no signals config: "
+                "pass --signals_file PATH"
+            )
+    cache = Path(script_args.text_embeddings_cache or default_text_embeddings_cache(benchmark.name))
+    with training_args.main_process_first(desc="embedding item texts"):
+        return cached_item_text_embeddings(benchmark.items, kinds, cache, signals, model_args.text_encoder)
+
+
+def save_outputs(result: TrainingResult, script_args, model_args, training_args, data: RecommendationData) -> dict:
+    """Save the best model (with its code) and ``results.json`` into the output folder."""
+    trainer, output_dir = result.trainer, Path(training_args.output_dir)
+    trainer.save_model(str(output_dir))
+    results = {
+        "dataset": script_args.dataset,
+        "dataset_revision": script_args.dataset_revision,
+        "validation": result.validation,
+        "test": result.test,
+        "epochs": result.epochs,
+        "best_epoch": result.best_epoch,
+        "train_seconds": result.train_seconds,
+        "model_args": asdict(model_args),
+        "seed": training_args.seed,
+    }
+    if trainer.is_world_process_zero():
+        (output_dir / RESULTS_FILE).write_text(json.dumps(results, indent=2) + "\n")
+    return results
+
+
+def publish(script_args: ScriptArguments, training_args: RecommenderTrainingArguments, results: dict) -> str:
+    """Publish the saved model as version ``--hub_version`` of ``--hub_model_id``; its card's ``model-index``
+    carries the test and validation metrics on ``--dataset`` at ``--dataset_revision``. Returns the revision."""
+    from huggingface_hub import HfApi
+
+    from lamar_hf.hub import publish_model
+
+    if not training_args.hub_model_id:
+        raise ValueError("--push_to_hub needs --hub_model_id ORG/NAME")
+    metrics = {split: {k: v for k, v in results[split].items() if k != "loss"} for split in ("test", "validation")}
+    published = publish_model(
+        training_args.output_dir,
+        training_args.hub_model_id,
+        script_args.hub_version,
+        eval_results=metrics,
+        dataset=script_args.dataset,
+        dataset_revision=script_args.dataset_revision,
+        changes=script_args.hub_changes,
+        api=HfApi(token=training_args.hub_token),
+    )
+    return published.revision
+
+
+def main(script_args: ScriptArguments, model_args: ModelArguments, training_args: RecommenderTrainingArguments) -> dict:
+    """Train, save and (optionally) publish one recommender; returns the results written to ``results.json``."""
+    benchmark = load_benchmark(script_args.dataset, script_args.dataset_revision)
+    data = RecommendationData.from_benchmark(benchmark, script_args.dataset_revision)
+    if script_args.max_users:
+        data = data.first_users(script_args.max_users)
+    kinds = model_args.text_kinds()
+    text_embeddings = text_embeddings_for(benchmark, kinds, script_args, model_args, training_args) if kinds else None
+    result = train_recommender(data, model_args, training_args, text_embeddings)
+    results = save_outputs(result, script_args, model_args, training_args, data)
+    logger.info("test: %s", json.dumps({k: round(v, 4) for k, v in result.test.items()}))
+    if training_args.push_to_hub and result.trainer.is_world_process_zero():
+        results["hub_revision"] = publish(script_args, training_args, results)
+    return results

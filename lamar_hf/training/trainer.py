@@ -1,0 +1,203 @@
+"""Training and full-ranking evaluation of a recommender with the Hugging Face ``Trainer``.
+
+Evaluation never holds the ``[users, items]`` score matrix: each batch's scores are reduced at once to the
+rank of its target (``preprocess_logits_for_metrics``), and Recall/NDCG/MRR@K are computed from the ranks.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import tempfile
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+from transformers import EarlyStoppingCallback, EvalPrediction, Trainer, set_seed
+
+from lamar_hf.metrics import ranking_metrics, target_ranks
+
+from .arguments import ModelArguments, RecommenderTrainingArguments
+from .backbones import Backbone, build_model, get_backbone, BACKBONES
+from .data import IGNORE_INDEX, RecommendationData
+
+logger = logging.getLogger(__name__)
+
+# Trainer bookkeeping keys that are not metrics.
+BOOKKEEPING = ("runtime", "samples_per_second", "steps_per_second", "epoch", "model_preparation_time")
+
+
+def rank_targets(logits, labels):
+    """``preprocess_logits_for_metrics`` hook: the 0-based full-ranking rank of each row's single target.
+
+    ``logits`` are ``[rows, num_items + 1]`` (padding column ``-inf``); ``labels`` hold one target per row.
+    """
+    if isinstance(logits, tuple):
+        logits = logits[0]
+    scored = labels != IGNORE_INDEX
+    if logits.shape[0] != labels.shape[0] or bool((scored.sum(dim=1) != 1).any()):
+        raise ValueError("full-ranking evaluation needs exactly one labelled position per row")
+    targets = labels.masked_fill(~scored, 0).sum(dim=1)
+    return target_ranks(logits.float(), targets)
+
+
+@dataclass
+class RankingMetrics:
+    """``compute_metrics`` hook: Recall/NDCG/MRR at every cut-off from the ranks of :func:`rank_targets`."""
+
+    cutoffs: tuple[int, ...] = (10, 20)
+
+    def __call__(self, prediction: EvalPrediction) -> dict[str, float]:
+        ranks = prediction.predictions
+        if isinstance(ranks, tuple):
+            ranks = ranks[0]
+        return ranking_metrics(np.asarray(ranks).reshape(-1), self.cutoffs)
+
+
+def metrics_without_prefix(metrics: dict, prefix: str) -> dict[str, float]:
+    """``{"test_ndcg@10": x, "test_runtime": ...}`` → ``{"ndcg@10": x, "loss": ...}``: metrics only, no prefix."""
+    out = {}
+    for key, value in metrics.items():
+        name = key[len(prefix) + 1 :] if key.startswith(prefix + "_") else key
+        if name not in BOOKKEEPING:
+            out[name] = value
+    return out
+
+
+def recommender_trainer(
+    model,
+    backbone: Backbone,
+    args: RecommenderTrainingArguments,
+    train_dataset=None,
+    eval_dataset=None,
+    callbacks=(),
+) -> Trainer:
+    """A ``Trainer`` wired for full-ranking validation and early stopping on ``args.metric_for_best_model``.
+
+    The Trainer itself never pushes to the Hub: the caller publishes once, with the model card, at the end.
+    """
+    args = copy.copy(args)
+    args.push_to_hub = False
+    callbacks = list(callbacks)
+    patience = getattr(args, "early_stopping_patience", 0)
+    if train_dataset is not None and eval_dataset is not None and args.eval_strategy != "no" and patience > 0:
+        callbacks.append(EarlyStoppingCallback(early_stopping_patience=patience))
+    return Trainer(
+        model=model,
+        args=args,
+        data_collator=backbone.collator(),
+        train_dataset=train_dataset,
+        eval_dataset=eval_dataset,
+        compute_metrics=RankingMetrics(tuple(getattr(args, "ranking_cutoffs", (10, 20)))),
+        preprocess_logits_for_metrics=rank_targets,
+        callbacks=callbacks,
+    )
+
+
+@dataclass
+class TrainingResult:
+    """What a training run produced: the best model, its validation and test metrics, and how training went."""
+
+    model: object
+    trainer: Trainer
+    validation: dict[str, float]
+    test: dict[str, float]
+    epochs: float
+    best_epoch: float | None
+    train_seconds: float
+    log_history: list[dict] = field(default_factory=list)
+
+
+def best_epoch(log_history: list[dict], metric: str, greater_is_better: bool = True) -> float | None:
+    """The epoch of the best ``eval_<metric>`` in a Trainer log history (the first one on ties)."""
+    evaluations = [entry for entry in log_history if f"eval_{metric}" in entry]
+    if not evaluations:
+        return None
+    sign = 1 if greater_is_better else -1
+    best = max(evaluations, key=lambda entry: (sign * entry[f"eval_{metric}"], -entry.get("epoch", 0)))
+    return best.get("epoch")
+
+
+def train_recommender(
+    data: RecommendationData,
+    model_args: ModelArguments,
+    training_args: RecommenderTrainingArguments,
+    text_embeddings: dict | None = None,
+    callbacks=(),
+) -> TrainingResult:
+    """Train ``model_args.backbone`` on ``data``'s training sequences, validate by full ranking every epoch, stop
+    early on the validation metric, keep the best model and evaluate it on the test split.
+
+    ``text_embeddings`` maps each text kind the model fuses (see ``ModelArguments.text_kinds``) to its
+    ``[num_items + 1, dim]`` matrix.
+    """
+    backbone = get_backbone(model_args.backbone)
+    set_seed(training_args.seed)
+    model = build_model(model_args, data.num_items, text_embeddings)
+    length = model_args.max_history_length
+    train_dataset = backbone.train_examples(data.training_sequences(), length)
+    validation = backbone.eval_examples(data.histories["validation"], data.targets["validation"], length)
+    test = backbone.eval_examples(data.histories["test"], data.targets["test"], length)
+    logger.info(
+        "training %s (%s) on %s: %d training windows, %d validation and %d test users, %d items",
+        backbone.name, model.config.fusion if hasattr(model.config, "fusion") else "-", data.name,
+        len(train_dataset), len(validation), len(test), data.num_items,
+    )
+    trainer = recommender_trainer(model, backbone, training_args, train_dataset, validation, callbacks)
+    started = time.perf_counter()
+    trainer.train()
+    train_seconds = time.perf_counter() - started
+    trainer.remove_callback(EarlyStoppingCallback)  # the final evaluations are not part of early stopping
+    validation_metrics = metrics_without_prefix(trainer.evaluate(validation, metric_key_prefix="eval"), "eval")
+    test_metrics = metrics_without_prefix(trainer.evaluate(test, metric_key_prefix="test"), "test")
+    history = list(trainer.state.log_history)
+    return TrainingResult(
+        model=trainer.model,
+        trainer=trainer,
+        validation=validation_metrics,
+        test=test_metrics,
+        epochs=float(trainer.state.epoch or 0),
+        best_epoch=best_epoch(history, training_args.metric_for_best_model, training_args.greater_is_better),
+        train_seconds=train_seconds,
+        log_history=history,
+    )
+
+
+def backbone_of(model) -> Backbone:
+    """The backbone a model belongs to, by its config's ``model_type`` (also for models loaded as remote code)."""
+    model_type = getattr(model.config, "model_type", None)
+    for backbone in BACKBONES.values():
+        if backbone.config_class.model_type == model_type:
+            return backbone
+    raise ValueError(f"no backbone knows model_type {model_type!r} (known: {', '.join(BACKBONES)})")
+
+
+def evaluate_recommender(
+    model,
+    data: RecommendationData,
+    split: str = "test",
+    batch_size: int = 1024,
+    cutoffs=(10, 20),
+    use_cpu: bool | None = None,
+) -> dict[str, float]:
+    """Full-ranking Recall/NDCG/MRR@K (and the loss) of a trained model on one split of ``data``.
+
+    Raises:
+        ValueError: for an unknown split, or data whose item count differs from the model's.
+    """
+    if split not in data.histories:
+        raise ValueError(f"unknown split {split!r}; choose one of {', '.join(data.histories)}")
+    num_items = getattr(model.config, "num_items", data.num_items)
+    if num_items != data.num_items:
+        raise ValueError(f"the model knows {num_items} items, the data has {data.num_items}")
+    backbone = backbone_of(model)
+    length = getattr(model.config, "max_history_length", 50)
+    examples = backbone.eval_examples(data.histories[split], data.targets[split], length)
+    with tempfile.TemporaryDirectory() as scratch:
+        extra = {} if use_cpu is None else {"use_cpu": use_cpu}
+        args = RecommenderTrainingArguments(
+            output_dir=scratch, eval_strategy="no", save_strategy="no", load_best_model_at_end=False,
+            per_device_eval_batch_size=batch_size, ranking_cutoffs=list(cutoffs), disable_tqdm=True, **extra,
+        )
+        trainer = recommender_trainer(model, backbone, args)
+        return metrics_without_prefix(trainer.evaluate(examples, metric_key_prefix=split), split)

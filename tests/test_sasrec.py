@@ -1,0 +1,232 @@
+"""The signal-aware SASRec on a tiny configuration (50 items, hidden 16, 2 layers, 2 heads, length 8)."""
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+import pytest
+import torch
+from transformers import AutoConfig, AutoModel
+
+import lamar_hf.models  # noqa: F401  (registers the auto classes)
+from lamar_hf.models import LamarSASRecConfig, LamarSASRecModel
+
+NUM_ITEMS, TEXT_DIM = 50, 12
+FUSIONS = ("none", "add", "concat", "gate")
+
+
+class LamarSASRecModelTester:
+    """Builds tiny models and batches; one ``check_*`` method per behaviour."""
+
+    def get_config(self, fusion: str = "none", **overrides) -> LamarSASRecConfig:
+        kwargs = dict(
+            num_items=NUM_ITEMS, hidden_size=16, num_hidden_layers=2, num_attention_heads=2, intermediate_size=32,
+            max_history_length=8, hidden_dropout_prob=0.1, attention_dropout_prob=0.1, fusion=fusion,
+            text_kinds=["scenario", "metadata"] if fusion != "none" else [], text_embedding_dim=TEXT_DIM,
+        )
+        kwargs.update(overrides)
+        return LamarSASRecConfig(**kwargs)
+
+    def text_embeddings(self, seed: int = 0) -> dict:
+        generator = torch.Generator().manual_seed(seed)
+        return {kind: torch.randn(NUM_ITEMS + 1, TEXT_DIM, generator=generator) for kind in ("scenario", "metadata")}
+
+    def get_model(self, fusion: str = "none", **overrides) -> LamarSASRecModel:
+        torch.manual_seed(0)
+        model = LamarSASRecModel(self.get_config(fusion, **overrides))
+        if fusion != "none":
+            model.set_text_embeddings(self.text_embeddings())
+        return model
+
+    def batch(self):
+        """Two right-padded training sequences; labels are the next items, -100 on padding."""
+        input_ids = torch.tensor([[1, 2, 3, 4, 5, 0, 0, 0], [10, 11, 12, 13, 14, 15, 16, 17]])
+        labels = torch.tensor([[2, 3, 4, 5, 6, -100, -100, -100], [11, 12, 13, 14, 15, 16, 17, 18]])
+        return input_ids, labels
+
+
+tester = LamarSASRecModelTester()
+
+
+@pytest.mark.parametrize("fusion", FUSIONS)
+def test_output_shapes(fusion):
+    model = tester.get_model(fusion)
+    input_ids, labels = tester.batch()
+    out = model(input_ids, labels=labels, output_hidden_states=True)
+    assert out.loss.ndim == 0
+    assert out.logits.shape == (13, NUM_ITEMS + 1)  # 5 + 8 labelled positions, never the padding
+    assert out.last_hidden_state.shape == (2, 8, 16)
+    assert torch.isneginf(out.logits[:, 0]).all()
+    model.eval()
+    assert model(input_ids).logits.shape == (2, NUM_ITEMS + 1)
+    assert model.score([[1, 2], [3]]).shape == (2, NUM_ITEMS + 1)
+
+
+def test_causal_masking_later_items_do_not_change_earlier_outputs():
+    model = tester.get_model("gate").eval()
+    first = torch.tensor([[5, 6, 7, 8, 9, 10]])
+    second = torch.tensor([[5, 6, 7, 8, 30, 40]])  # differs from position 4 on
+    hidden_first = model(first, output_hidden_states=True).last_hidden_state
+    hidden_second = model(second, output_hidden_states=True).last_hidden_state
+    torch.testing.assert_close(hidden_first[:, :4], hidden_second[:, :4])
+    assert not torch.allclose(hidden_first[:, 4:], hidden_second[:, 4:])
+
+
+def test_padding_does_not_change_scores():
+    model = tester.get_model("add").eval()
+    short = model(torch.tensor([[3, 4, 5]])).logits
+    padded = model(torch.tensor([[3, 4, 5, 0, 0, 0, 0, 0]])).logits
+    torch.testing.assert_close(short, padded)
+
+
+@pytest.mark.parametrize("fusion", FUSIONS)
+def test_loss_falls_and_every_trainable_parameter_changes(fusion):
+    model = tester.get_model(fusion)
+    before = {name: p.detach().clone() for name, p in model.named_parameters() if p.requires_grad}
+    text_buffer = model.item_table.text_embeddings.clone() if fusion != "none" else None
+    input_ids, labels = tester.batch()
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
+    model.train()
+    losses = []
+    for _ in range(12):
+        optimizer.zero_grad()
+        loss = model(input_ids, labels=labels).loss
+        loss.backward()
+        optimizer.step()
+        losses.append(loss.item())
+    assert losses[-1] < losses[0] * 0.7
+    unchanged = [name for name, p in model.named_parameters() if p.requires_grad and torch.equal(before[name], p)]
+    assert unchanged == []
+    if text_buffer is not None:  # the sentence embeddings are frozen
+        assert torch.equal(model.item_table.text_embeddings, text_buffer)
+        assert "item_table.text_embeddings" in model.state_dict()
+
+
+def test_sampled_bce_loss_trains_without_full_logits():
+    model = tester.get_model("add", loss_type="bce", num_negatives=3)
+    input_ids, labels = tester.batch()
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
+    first = None
+    for _ in range(12):
+        optimizer.zero_grad()
+        out = model(input_ids, labels=labels)
+        assert out.logits is None
+        out.loss.backward()
+        optimizer.step()
+        first = first if first is not None else out.loss.item()
+    assert out.loss.item() < first
+    model.eval()
+    assert model(input_ids, labels=labels).logits.shape == (13, NUM_ITEMS + 1)
+
+
+def test_save_and_load_give_identical_scores(tmp_path):
+    model = tester.get_model("gate").eval()
+    histories = [[1, 2, 3], [7], list(range(20, 40))]
+    model.save_pretrained(tmp_path)
+    config = json.loads((tmp_path / "config.json").read_text())
+    assert config["auto_map"] == {
+        "AutoConfig": "configuration_lamar_sasrec.LamarSASRecConfig",
+        "AutoModel": "modeling_lamar_sasrec.LamarSASRecModel",
+    }
+    assert (tmp_path / "modeling_lamar_sasrec.py").is_file() and (tmp_path / "configuration_lamar_sasrec.py").is_file()
+    assert isinstance(AutoConfig.from_pretrained(tmp_path), LamarSASRecConfig)
+    loaded = AutoModel.from_pretrained(tmp_path)
+    assert type(loaded) is LamarSASRecModel
+    assert torch.equal(loaded.score(histories), model.score(histories))
+    assert loaded.recommend([1, 2, 3], k=5) == model.recommend([1, 2, 3], k=5)
+
+
+FRESH_PROCESS = """
+import json, sys
+import torch
+from transformers import AutoModel
+
+folder, histories = sys.argv[1], json.loads(sys.argv[2])
+model = AutoModel.from_pretrained(folder, trust_remote_code=True)
+print(json.dumps({
+    "lamar_hf_imported": sorted(m for m in sys.modules if m.split(".")[0] == "lamar_hf"),
+    "class": type(model).__module__ + "." + type(model).__name__,
+    "scores": model.score(histories).tolist(),
+}))
+"""
+
+
+def test_trust_remote_code_loads_a_saved_folder_in_a_process_that_never_imported_lamar_hf(tmp_path):
+    model = tester.get_model("concat").eval()
+    histories = [[1, 2, 3], [40, 41]]
+    model.save_pretrained(tmp_path / "model")
+    env = dict(os.environ, HF_MODULES_CACHE=str(tmp_path / "modules"), HF_HUB_OFFLINE="1", OMP_NUM_THREADS="1")
+    # Run from an empty folder so that the repository's lamar_hf is not importable by accident.
+    process = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(FRESH_PROCESS), str(tmp_path / "model"), json.dumps(histories)],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=240,
+    )
+    assert process.returncode == 0, process.stderr[-3000:]
+    out = json.loads(process.stdout.strip().splitlines()[-1])
+    assert out["lamar_hf_imported"] == []
+    assert out["class"].endswith("modeling_lamar_sasrec.LamarSASRecModel")
+    assert not out["class"].startswith("lamar_hf")
+    torch.testing.assert_close(torch.tensor(out["scores"]), model.score(histories), rtol=0, atol=0)
+
+
+def test_recommend_returns_top_items_and_can_leave_out_the_history():
+    model = tester.get_model("add").eval()
+    scores = model.score([[1, 2, 3]])[0]
+    top = model.recommend([1, 2, 3], k=5)
+    assert top == scores.topk(5).indices.tolist()
+    assert 0 not in model.recommend([1, 2, 3], k=NUM_ITEMS)  # padding is never recommended
+    assert model.recommend([[1, 2, 3], [4]], k=3) == [top[:3], model.recommend([4], k=3)]
+    filtered = model.recommend([1, 2, 3], k=NUM_ITEMS - 3, exclude_history=True)
+    assert not {1, 2, 3} & set(filtered) and len(set(filtered)) == NUM_ITEMS - 3
+    assert model.training is False
+
+
+def test_bad_histories_get_clear_errors_or_documented_truncation():
+    model = tester.get_model("none")
+    with pytest.raises(ValueError, match=r"history 1 has unknown item id 51 at position 2; this model knows items 1\.\.50"):
+        model.recommend([[1, 2], [3, 4, 51]], k=5)
+    with pytest.raises(ValueError, match="unknown item id 0"):
+        model.recommend([0, 1], k=5)
+    with pytest.raises(ValueError, match="history 0 is empty"):
+        model.recommend([], k=5)
+    with pytest.raises(ValueError, match="k must be between 1 and"):
+        model.recommend([1], k=51)
+    with pytest.raises(TypeError):
+        model.recommend([1.5, 2], k=3)
+    # Longer than max_history_length (8): only the most recent 8 items are read, as in training.
+    long = list(range(1, 21))
+    torch.testing.assert_close(model.score([long]), model.score([long[-8:]]))
+    assert model.recommend(long, k=4) == model.recommend(long[-8:], k=4)
+    assert model.training  # score() restored the training mode
+
+
+def test_forward_refuses_bad_batches():
+    model = tester.get_model("none")
+    with pytest.raises(ValueError, match="right-padded"):
+        model(torch.tensor([[0, 0, 1, 2]]))
+    with pytest.raises(ValueError, match="exceeds max_history_length"):
+        model(torch.ones(1, 9, dtype=torch.long))
+    with pytest.raises(ValueError, match="empty"):
+        model(torch.tensor([[1, 2], [0, 0]]))
+    with pytest.raises(ValueError, match="no target"):
+        model(torch.tensor([[1, 2]]), labels=torch.tensor([[-100, -100]]))
+
+
+def test_config_and_text_embeddings_are_checked():
+    with pytest.raises(ValueError, match="fusion must be one of"):
+        LamarSASRecConfig(num_items=5, fusion="sum")
+    with pytest.raises(ValueError, match="needs at least one entry in text_kinds"):
+        LamarSASRecConfig(num_items=5, fusion="add")
+    with pytest.raises(ValueError, match="loss_type"):
+        LamarSASRecConfig(num_items=5, loss_type="bpr")
+    with pytest.raises(ValueError, match="num_items"):
+        LamarSASRecModel(LamarSASRecConfig())
+    model = LamarSASRecModel(tester.get_config("add"))
+    with pytest.raises(ValueError, match="missing"):
+        model.set_text_embeddings({"scenario": torch.zeros(NUM_ITEMS + 1, TEXT_DIM)})
+    with pytest.raises(ValueError, match="shape"):
+        model.set_text_embeddings({"scenario": torch.zeros(NUM_ITEMS, TEXT_DIM), "metadata": torch.zeros(NUM_ITEMS, TEXT_DIM)})
+    with pytest.raises(ValueError, match="uses no text embeddings"):
+        LamarSASRecModel(tester.get_config("none")).set_text_embeddings(tester.text_embeddings())

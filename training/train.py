@@ -1,0 +1,37 @@
+"""Train a (signal-aware) SASRec recommender with the Hugging Face Trainer, validate it by full ranking every
+epoch, stop early on NDCG@10, keep the best model, test it, save it (with its code, so that
+``AutoModel.from_pretrained(DIR, trust_remote_code=True)`` works anywhere) and optionally publish it.
+
+ID-only baseline on Amazon Beauty (prepared with ``lamar prepare``)::
+
+    python training/train.py --dataset outputs/beauty --output_dir outputs/sasrec-beauty-id
+
+With LaMAR signals and the metadata text, fused by addition (the texts are embedded once by
+all-MiniLM-L6-v2 and cached in OUTPUT_DIR/text_embeddings.safetensors)::
+
+    accelerate launch training/train.py --dataset outputs/beauty --signals scenario,intent,topic \\
+        --signals_file outputs/beauty-signals/signals/train-00000-of-00001.parquet --use_metadata \\
+        --fusion add --output_dir outputs/sasrec-beauty-signals
+
+Two CPU processes (data-parallel; same metrics as one process within noise)::
+
+    accelerate launch --cpu --num_processes 2 training/train.py --dataset outputs/beauty \\
+        --per_device_train_batch_size 128 --output_dir outputs/sasrec-beauty-ddp
+
+From the Hub, publishing the result with a model card carrying the test metrics::
+
+    accelerate launch training/train.py --dataset org/lamar-beauty-enriched --dataset_revision v1.0.0 \\
+        --signals scenario,intent,topic --push_to_hub --hub_model_id org/lamar-sasrec-beauty
+
+Every option (``python training/train.py --help``) can also come from one JSON or YAML file:
+``python training/train.py config.yaml``.
+"""
+
+import logging
+import sys
+
+from lamar_hf.training.run import main, parse_args
+
+if __name__ == "__main__":
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    main(*parse_args(sys.argv[1:]))
