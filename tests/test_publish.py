@@ -166,6 +166,7 @@ def test_model_dry_run_ships_remote_code_and_carries_eval_results_from_the_folde
     assert [(r.metric_type, r.metric_value, r.dataset_revision) for r in card.data.eval_results] == [("ndcg@10", 0.0421, "v1.0.0")]
     assert card.data.datasets == ["org/lamar-beauty-enriched"]
     assert 'trust_remote_code=True, revision="v1.0.0"' in card.text
+    assert card.text.lstrip().startswith("# lamar-sasrec-beauty\n")
 
 
 def test_a_model_users_could_not_load_is_refused(tmp_path):

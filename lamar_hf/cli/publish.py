@@ -66,14 +66,19 @@ def read_json(path: Path | None, what: str):
     if path is None:
         return None
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
+        value = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise UserError(f"{what} file not found: {path}") from None
     except json.JSONDecodeError as error:
         raise UserError(f"{path}: not valid JSON ({error})") from None
+    if not isinstance(value, dict):
+        raise UserError(f"{path}: the {what} must be a JSON object, not {type(value).__name__}")
+    return value
 
 
 def run(args) -> int:
+    import httpx2
+    from huggingface_hub import constants
     from huggingface_hub.errors import HfHubHTTPError, OfflineModeIsEnabled
 
     from ..hub import PublishError, publish_adapter, publish_dataset, publish_model
@@ -113,5 +118,7 @@ def run(args) -> int:
         raise UserError("HF_HUB_OFFLINE is set: unset it to publish, or write the tree locally with --dry-run DIR") from None
     except HfHubHTTPError as error:
         raise UserError(f"the Hub refused the release: {str(error).splitlines()[0]}") from error
+    except httpx2.TransportError as error:
+        raise UserError(f"could not reach the Hub at {constants.ENDPOINT} ({error})") from error
     print(result.summary())
     return 0
