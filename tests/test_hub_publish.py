@@ -125,8 +125,13 @@ Path(cfg["eval"]).write_text(json.dumps(eval_results))
 out["eval_results"] = eval_results
 model.save_pretrained(cfg["model_dir"])
 out["scores"] = model.score(cfg["histories"]).tolist()
-out["model"] = cli("publish", "model", cfg["model_dir"], "--repo-id", cfg["model"], "--version", "v1.0.0",
+import shutil
+shutil.copytree(cfg["model_dir"], cfg["model_dir"] + "-notes")
+Path(cfg["model_dir"] + "-notes", "notes.json").write_text("{}")
+out["model"] = cli("publish", "model", cfg["model_dir"] + "-notes", "--repo-id", cfg["model"], "--version", "v1.0.0",
                    "--eval-results", cfg["eval"], "--dataset", cfg["dataset"], "--dataset-revision", "v1.1.0")
+out["model_v1.1.0"] = cli("publish", "model", cfg["model_dir"], "--repo-id", cfg["model"], "--version", "v1.1.0",
+                          "--eval-results", cfg["eval"], "--dataset", cfg["dataset"], "--changes", "without notes.json")
 
 # A LoRA adapter on a tiny Llama: the base goes up with the plain PreTrainedModel.push_to_hub.
 from peft import LoraConfig, PeftModel, get_peft_model
@@ -338,6 +343,13 @@ def test_published_recommender_gives_identical_scores_with_remote_code(published
     assert consumed["model_class"].startswith("transformers_modules.")  # the code came from the repository
     assert consumed["scores"] == out["scores"]
     assert not all(math.isinf(x) for x in consumed["scores"][0])
+
+
+def test_a_new_version_drops_the_files_its_folder_no_longer_has(hub, published):
+    assert published["out"]["model_v1.1.0"]["code"] == 0, published["out"]["model_v1.1.0"]["stderr"]
+    repo = hub.repo(MODEL)
+    assert "notes.json" in repo.resolve("v1.0.0").files and "notes.json" not in repo.resolve("v1.1.0").files
+    assert repo.resolve("v1.0.0").files["model.safetensors"] == repo.resolve("v1.1.0").files["model.safetensors"]
 
 
 def test_model_card_carries_the_eval_results(published, consumed):

@@ -110,3 +110,23 @@ def test_a_stale_parent_commit_is_refused_and_tags_never_move(server):
     assert json.loads(body)["tags"] == [{"name": "v1.0.0", "ref": "refs/tags/v1.0.0", "targetCommit": second}]
     _, _, body = call(server, "GET", "/api/datasets/org/data/commits/v1.0.0")
     assert [c["id"] for c in json.loads(body)] == [second, first]
+
+
+def test_deletions_and_branches(server):
+    files = [regular_file("keep.txt", b"k"), regular_file("old/a.txt", b"a"), regular_file("old/sub/b.txt", b"b"),
+             regular_file("gone.txt", b"g")]
+    assert commit(server, "org/data", files)[0] == 200
+    missing = commit(server, "org/data", [{"key": "deletedFile", "value": {"path": "nope.txt"}}])
+    assert (missing[0], missing[1]["X-Error-Code"]) == (404, "EntryNotFound")
+    status, _, _ = commit(server, "org/data", [{"key": "deletedFile", "value": {"path": "gone.txt"}},
+                                              {"key": "deletedFolder", "value": {"path": "old/"}}])
+    assert status == 200
+    _, _, body = call(server, "GET", "/api/datasets/org/data/tree/main?recursive=true")
+    assert [e["path"] for e in json.loads(body)] == [".gitattributes", "keep.txt"]
+    assert call(server, "POST", "/api/datasets/org/data/branch/dev", {}, TOKEN)[0] == 200
+    assert call(server, "POST", "/api/datasets/org/data/branch/dev", {}, TOKEN)[0] == 409
+    assert commit(server, "org/data", [regular_file("dev.txt", b"d")], branch="dev")[0] == 200
+    _, _, body = call(server, "POST", "/api/datasets/org/data/paths-info/dev", b"paths=dev.txt&paths=keep.txt&paths=x",
+                      TOKEN, "application/x-www-form-urlencoded")
+    assert [e["path"] for e in json.loads(body)] == ["dev.txt", "keep.txt"]
+    assert call(server, "HEAD", "/datasets/org/data/resolve/main/dev.txt")[0] == 404  # main is untouched
