@@ -569,7 +569,7 @@ class HubServer:
     def __init__(self, host: str = "127.0.0.1", port: int = 0, verbose: bool = False):
         self.state = HubState()
         self._httpd = _Server((host, port), self.state, verbose)
-        self._thread = threading.Thread(target=self._httpd.serve_forever, name="hub-server", daemon=True)
+        self._thread = threading.Thread(target=self._httpd.serve_forever, args=(0.05,), name="hub-server", daemon=True)
 
     @property
     def url(self) -> str:
