@@ -13,9 +13,11 @@ all-MiniLM-L6-v2 and cached in OUTPUT_DIR/text_embeddings.safetensors)::
         --signals_file outputs/beauty-signals/signals/train-00000-of-00001.parquet --use_metadata \\
         --fusion add --output_dir outputs/sasrec-beauty-signals
 
-Two CPU processes (data-parallel; same metrics as one process within noise)::
+Two data-parallel processes (same metrics as one process within noise; keep the global batch at 256). On a
+machine without a GPU they train on CPU with gloo (``accelerate launch --cpu`` alone starts a single process
+unless MPI is set up, see ``accelerate launch --help``; ``torchrun --nproc_per_node 2`` works too)::
 
-    accelerate launch --cpu --num_processes 2 training/train.py --dataset outputs/beauty \\
+    accelerate launch --multi_gpu --num_processes 2 training/train.py --dataset outputs/beauty \\
         --per_device_train_batch_size 128 --output_dir outputs/sasrec-beauty-ddp
 
 From the Hub, publishing the result with a model card carrying the test metrics::

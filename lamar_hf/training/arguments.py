@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
+
+import torch
 
 from transformers import TrainingArguments
 
@@ -61,7 +64,7 @@ class RecommenderTrainingArguments(TrainingArguments):
     per_device_train_batch_size: int = field(default=256, metadata={"help": "Training sequences per batch and device."})
     per_device_eval_batch_size: int = field(default=1024, metadata={"help": "Users per evaluation batch and device."})
     eval_strategy: str = field(default="epoch", metadata={"help": "Validate by full ranking after every epoch."})
-    save_strategy: str = field(default="epoch", metadata={"help": "Checkpoint every epoch (to keep the best)."})
+    save_strategy: str = field(default="best", metadata={"help": "Checkpoint only when validation improves."})
     logging_strategy: str = field(default="epoch", metadata={"help": "Log once per epoch."})
     save_total_limit: int = field(default=1, metadata={"help": "Checkpoints kept besides the best."})
     save_only_model: bool = field(default=True, metadata={"help": "Checkpoints without optimizer state."})
@@ -79,4 +82,15 @@ class RecommenderTrainingArguments(TrainingArguments):
     ddp_broadcast_buffers: bool = field(
         default=False, metadata={"help": "The frozen text-embedding buffer never changes; do not re-send it."}
     )
+    dataloader_pin_memory: bool = field(
+        default_factory=torch.cuda.is_available, metadata={"help": "Pin batches in memory (only helps with a GPU)."}
+    )
+    ddp_find_unused_parameters: bool = field(default=False, metadata={"help": "Every parameter is used in each step."})
     report_to: str = field(default="none", metadata={"help": "Experiment trackers to report to."})
+
+    def __post_init__(self):
+        # Several processes on a machine without a GPU (`accelerate launch --multi_gpu`, `torchrun`) can only train
+        # on CPU, and accelerate sets up CPU (gloo) data parallelism only when told to use the CPU.
+        if not self.use_cpu and int(os.environ.get("WORLD_SIZE", "1")) > 1 and not torch.cuda.is_available():
+            self.use_cpu = True
+        super().__post_init__()

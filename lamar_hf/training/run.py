@@ -144,6 +144,8 @@ def save_outputs(result: TrainingResult, script_args, model_args, training_args,
         "train_seconds": result.train_seconds,
         "model_args": asdict(model_args),
         "seed": training_args.seed,
+        "processes": training_args.world_size,
+        "train_batch_size": training_args.per_device_train_batch_size * training_args.world_size,
     }
     if trainer.is_world_process_zero():
         (output_dir / RESULTS_FILE).write_text(json.dumps(results, indent=2) + "\n")
@@ -183,7 +185,8 @@ def main(script_args: ScriptArguments, model_args: ModelArguments, training_args
     text_embeddings = text_embeddings_for(benchmark, kinds, script_args, model_args, training_args) if kinds else None
     result = train_recommender(data, model_args, training_args, text_embeddings)
     results = save_outputs(result, script_args, model_args, training_args, data)
-    logger.info("test: %s", json.dumps({k: round(v, 4) for k, v in result.test.items()}))
-    if training_args.push_to_hub and result.trainer.is_world_process_zero():
-        results["hub_revision"] = publish(script_args, training_args, results)
+    if result.trainer.is_world_process_zero():
+        logger.info("test: %s", json.dumps({k: round(v, 4) for k, v in result.test.items()}))
+        if training_args.push_to_hub:
+            results["hub_revision"] = publish(script_args, training_args, results)
     return results

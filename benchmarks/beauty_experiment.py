@@ -1,0 +1,288 @@
+"""Amazon Beauty: does fusing LaMAR signals into SASRec help? Four variants with the same seeds and budget --
+ID-only, +metadata text, +signals, +signals+metadata -- each trained by the same code as training/train.py
+(:func:`lamar_hf.training.train_recommender`), evaluated by full ranking over all items, mean and std over seeds.
+
+Step 1, here on CPU (needs datasets + the packaged MiniLM; a few minutes): the sequences and the item-text
+embeddings, in two safetensors files::
+
+    python benchmarks/beauty_experiment.py prepare --dataset outputs/beauty \\
+        --signals_file outputs/beauty-signals/signals/train-00000-of-00001.parquet \\
+        --out outputs/beauty_experiment_inputs
+
+Step 2, anywhere with torch + transformers + accelerate + safetensors + numpy (+ matplotlib for the chart; no
+``datasets``, no encoder): run every (variant, seed) in parallel processes and write
+``benchmarks/results/beauty_experiment.{md,json,png}``::
+
+    python benchmarks/beauty_experiment.py run --inputs outputs/beauty_experiment_inputs --device cuda --jobs 12
+
+A CPU smoke run with a tiny budget (writes ``beauty_experiment_smoke.*``)::
+
+    python benchmarks/beauty_experiment.py run --inputs outputs/beauty_experiment_inputs --max_users 500 \\
+        --max_epochs 1 --seeds 0 --jobs 2 --name beauty_experiment_smoke
+
+Finished runs are kept as JSON under ``--work`` and skipped when the command is repeated (``--force`` redoes them).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import sys
+import time
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from multiprocessing import get_context
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+RESULTS = REPO / "benchmarks" / "results"
+SEQUENCES_FILE = "sequences.safetensors"
+TEXTS_FILE = "text_embeddings.safetensors"
+SIGNALS = ("scenario", "intent", "topic")
+# variant -> (signals, use metadata text)
+VARIANTS = {
+    "id-only": ((), False),
+    "metadata": ((), True),
+    "signals": (SIGNALS, False),
+    "signals+metadata": (SIGNALS, True),
+}
+REPORTED = ("recall@10", "recall@20", "ndcg@10", "ndcg@20", "mrr@10")
+PAPER_GAIN = 0.127  # the LaMAR paper's average Recall@20 gain
+
+
+def prepare(options) -> None:
+    """Write the sequences and the MiniLM embeddings of the metadata text and of every signal (if given)."""
+    from lamar_hf.data import load_prepared, read_p5
+    from lamar_hf.text_embeddings import DEFAULT_ENCODER, cached_item_text_embeddings, read_signals, save_text_embeddings
+    from lamar_hf.training import RecommendationData
+
+    dataset = Path(options.dataset)
+    benchmark = load_prepared(dataset) if (dataset / "items").is_dir() else read_p5(dataset)
+    out = Path(options.out)
+    RecommendationData.from_benchmark(benchmark).save(out / SEQUENCES_FILE)
+    signals = read_signals(options.signals_file) if options.signals_file else benchmark.signals
+    kinds = ["metadata"] + (list(SIGNALS) if signals is not None else [])
+    embeddings = cached_item_text_embeddings(benchmark.items, kinds, out / "text_embeddings_cache.safetensors", signals)
+    save_text_embeddings(out / TEXTS_FILE, embeddings, {
+        "encoder": DEFAULT_ENCODER, "dataset": str(dataset), "signals_file": options.signals_file or "",
+        "kinds": kinds,
+    })
+    (out / "text_embeddings_cache.safetensors").unlink()
+    print(f"wrote {out / SEQUENCES_FILE} and {out / TEXTS_FILE} ({', '.join(kinds)}; "
+          f"{'no signals: pass --signals_file' if signals is None else 'with signals'})")
+
+
+def run_one(job: dict) -> dict:
+    """Train and test one (variant, seed) in this process; returns its result row."""
+    import torch
+
+    torch.set_num_threads(job["threads"])
+    from lamar_hf.text_embeddings import load_text_embeddings
+    from lamar_hf.training import ModelArguments, RecommendationData, RecommenderTrainingArguments, train_recommender
+
+    data = RecommendationData.load(Path(job["inputs"]) / SEQUENCES_FILE)
+    if job["max_users"]:
+        data = data.first_users(job["max_users"])
+    signals, use_metadata = VARIANTS[job["variant"]]
+    model_args = ModelArguments(signals=",".join(signals), use_metadata=use_metadata, fusion=job["fusion"],
+                                **job["model"])
+    kinds = model_args.text_kinds()
+    texts = load_text_embeddings(Path(job["inputs"]) / TEXTS_FILE, kinds)[0] if kinds else None
+    output_dir = Path(job["work"]) / f"{job['variant']}-seed{job['seed']}"
+    training_args = RecommenderTrainingArguments(
+        output_dir=str(output_dir), seed=job["seed"], num_train_epochs=job["max_epochs"],
+        early_stopping_patience=job["patience"], use_cpu=job["device"] == "cpu", disable_tqdm=True,
+        logging_strategy="no",
+    )
+    result = train_recommender(data, model_args, training_args, texts)
+    shutil.rmtree(output_dir, ignore_errors=True)  # checkpoints are not needed once the test figures are in
+    return {
+        "variant": job["variant"], "seed": job["seed"], "fusion": job["fusion"] if kinds else "none",
+        "text_kinds": kinds, "validation": result.validation, "test": result.test, "epochs": result.epochs,
+        "best_epoch": result.best_epoch, "train_seconds": round(result.train_seconds, 1),
+        "device": str(result.model.device),
+    }
+
+
+def summarize(rows: list[dict]) -> dict:
+    """Mean and standard deviation over seeds per variant, and each variant's Recall@20 gain over ID-only."""
+    summary = {}
+    for variant in VARIANTS:
+        runs = [row for row in rows if row["variant"] == variant]
+        if not runs:
+            continue
+        entry = {"seeds": sorted(row["seed"] for row in runs), "epochs": [row["epochs"] for row in runs]}
+        for metric in REPORTED:
+            values = [row["test"][metric] for row in runs]
+            entry[metric] = {"mean": statistics.fmean(values), "std": statistics.stdev(values) if len(values) > 1 else 0.0}
+        summary[variant] = entry
+    if "id-only" in summary:
+        base = summary["id-only"]["recall@20"]["mean"]
+        for entry in summary.values():
+            entry["recall@20_gain_over_id"] = entry["recall@20"]["mean"] / base - 1 if base else None
+    return summary
+
+
+def write_markdown(path: Path, summary: dict, config: dict) -> None:
+    lines = [
+        "# Amazon Beauty: LaMAR signals fused into SASRec",
+        "",
+        f"Full ranking over all {config['num_items']:,} items, leave-one-out, no history masking, ties counted against",
+        f"the target; test split of {config['users']:,} users. Mean ± std over seeds {config['seeds']}; fusion "
+        f"`{config['fusion']}`; up to {config['max_epochs']} epochs, early stopping on validation NDCG@10 (patience "
+        f"{config['patience']}); device {config['device']}.",
+        "",
+        "| variant | " + " | ".join(m.replace("recall", "Recall").replace("ndcg", "NDCG").replace("mrr", "MRR")
+                                      for m in REPORTED) + " | Recall@20 vs ID-only | epochs |",
+        "|---|" + "---|" * (len(REPORTED) + 2),
+    ]
+    for variant, entry in summary.items():
+        cells = [f"{entry[m]['mean']:.4f} ± {entry[m]['std']:.4f}" for m in REPORTED]
+        gain = entry.get("recall@20_gain_over_id")
+        gain_text = "—" if variant == "id-only" or gain is None else f"{gain:+.1%}"
+        lines.append(f"| {variant} | " + " | ".join(cells) + f" | {gain_text} | "
+                     + ", ".join(f"{e:g}" for e in entry["epochs"]) + " |")
+    best = max((v for v in summary if v != "id-only"), key=lambda v: summary[v]["recall@20"]["mean"], default=None)
+    if best and summary[best].get("recall@20_gain_over_id") is not None:
+        gain = summary[best]["recall@20_gain_over_id"]
+        verdict = "meets" if gain >= PAPER_GAIN else "does not meet"
+        lines += ["", f"Best signal-aware variant: **{best}**, Recall@20 {gain:+.1%} over ID-only, which {verdict} "
+                      f"the LaMAR paper's average gain of +{PAPER_GAIN:.1%}."]
+    lines += ["", f"Command: `{config['command']}`", ""]
+    path.write_text("\n".join(lines))
+
+
+def write_chart(path: Path, summary: dict) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    metrics = ("recall@10", "recall@20", "ndcg@10", "ndcg@20")
+    variants = list(summary)
+    width = 0.8 / max(len(variants), 1)
+    figure, axis = plt.subplots(figsize=(8, 4.5))
+    for index, variant in enumerate(variants):
+        positions = [m + (index - (len(variants) - 1) / 2) * width for m in range(len(metrics))]
+        axis.bar(positions, [summary[variant][m]["mean"] for m in metrics], width,
+                 yerr=[summary[variant][m]["std"] for m in metrics], capsize=3, label=variant)
+    axis.set_xticks(range(len(metrics)), [m.replace("recall", "Recall").replace("ndcg", "NDCG") for m in metrics])
+    axis.set_ylabel("test score (full ranking)")
+    axis.set_title("Amazon Beauty: SASRec with LaMAR signals (mean ± std over seeds)")
+    axis.legend()
+    figure.tight_layout()
+    figure.savefig(path, dpi=120)
+    plt.close(figure)
+
+
+def run(options) -> None:
+    inputs, work = Path(options.inputs), Path(options.work)
+    for name in (SEQUENCES_FILE, TEXTS_FILE):
+        if not (inputs / name).is_file():
+            raise SystemExit(f"{inputs / name} is missing: run `python benchmarks/beauty_experiment.py prepare` first")
+    if options.device == "cuda":
+        import torch
+
+        if not torch.cuda.is_available():
+            raise SystemExit("--device cuda, but torch sees no GPU")
+    seeds = [int(s) for s in options.seeds.split(",")]
+    variants = [v.strip() for v in options.variants.split(",")]
+    unknown = [v for v in variants if v not in VARIANTS]
+    if unknown:
+        raise SystemExit(f"unknown variant {unknown[0]!r}; choose from {', '.join(VARIANTS)}")
+    model = {"hidden_size": options.hidden_size, "num_hidden_layers": options.num_hidden_layers,
+             "hidden_dropout_prob": options.dropout, "attention_dropout_prob": options.dropout}
+    threads = max(1, (os.cpu_count() or 1) // options.jobs)
+    jobs = [
+        {"variant": variant, "seed": seed, "inputs": str(inputs), "work": str(work), "device": options.device,
+         "threads": threads, "max_users": options.max_users, "max_epochs": options.max_epochs,
+         "patience": options.patience, "fusion": options.fusion, "model": model}
+        for seed in seeds for variant in variants
+    ]
+    work.mkdir(parents=True, exist_ok=True)
+    rows, pending = [], []
+    for job in jobs:
+        done = work / f"{job['variant']}-seed{job['seed']}.json"
+        if done.is_file() and not options.force and json.loads(done.read_text()).get("job") == job:
+            rows.append(json.loads(done.read_text())["result"])
+        else:
+            pending.append(job)
+    print(f"{len(rows)} runs already done, {len(pending)} to run with {options.jobs} processes x {threads} threads "
+          f"on {options.device}", flush=True)
+    started = time.perf_counter()
+    with ProcessPoolExecutor(max_workers=options.jobs, mp_context=get_context("spawn")) as pool:
+        futures = {pool.submit(run_one, job): job for job in pending}
+        for future in as_completed(futures):
+            job, result = futures[future], future.result()
+            (work / f"{job['variant']}-seed{job['seed']}.json").write_text(json.dumps({"job": job, "result": result}))
+            rows.append(result)
+            print(f"[{time.perf_counter() - started:7.1f} s] {job['variant']} seed {job['seed']}: "
+                  f"test Recall@10 {result['test']['recall@10']:.4f} NDCG@10 {result['test']['ndcg@10']:.4f} "
+                  f"Recall@20 {result['test']['recall@20']:.4f} after {result['epochs']:g} epochs", flush=True)
+    data_header = json.loads(_safetensors_header(inputs / SEQUENCES_FILE))
+    config = {
+        "num_items": data_header["num_items"], "users": options.max_users or _users(inputs), "seeds": seeds,
+        "fusion": options.fusion, "max_epochs": options.max_epochs, "patience": options.patience,
+        "device": options.device, "jobs": options.jobs, "model": model, "max_users": options.max_users,
+        "command": "python benchmarks/beauty_experiment.py " + " ".join(sys.argv[1:]),
+        "wall_seconds": round(time.perf_counter() - started, 1),
+    }
+    summary = summarize(rows)
+    out = Path(options.results_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    rows.sort(key=lambda row: (list(VARIANTS).index(row["variant"]), row["seed"]))
+    (out / f"{options.name}.json").write_text(json.dumps({"config": config, "summary": summary, "runs": rows}, indent=2) + "\n")
+    write_markdown(out / f"{options.name}.md", summary, config)
+    write_chart(out / f"{options.name}.png", summary)
+    print((out / f"{options.name}.md").read_text())
+
+
+def _safetensors_header(path: Path) -> str:
+    from safetensors import safe_open
+
+    with safe_open(str(path), framework="pt") as handle:
+        return handle.metadata()["lamar"]
+
+
+def _users(inputs: Path) -> int:
+    from safetensors import safe_open
+
+    with safe_open(str(inputs / SEQUENCES_FILE), framework="pt") as handle:
+        return int(handle.get_slice("test.targets").get_shape()[0])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    commands = parser.add_subparsers(dest="command", required=True)
+    p = commands.add_parser("prepare", help="write the sequences and MiniLM text embeddings (CPU, here)")
+    p.add_argument("--dataset", default=str(REPO / "outputs" / "beauty"),
+                   help="prepared folder (lamar prepare) or the raw P5 Beauty folder")
+    p.add_argument("--signals_file", help="signals parquet (item_id, scenario, intent, topic, status)")
+    p.add_argument("--out", default=str(REPO / "outputs" / "beauty_experiment_inputs"))
+    r = commands.add_parser("run", help="train every (variant, seed) and write the table and chart")
+    r.add_argument("--inputs", default=str(REPO / "outputs" / "beauty_experiment_inputs"))
+    r.add_argument("--work", default=str(REPO / "outputs" / "beauty_experiment_runs"), help="per-run results")
+    r.add_argument("--results_dir", default=str(RESULTS))
+    r.add_argument("--name", default="beauty_experiment", help="file name of the table, JSON and chart")
+    r.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
+    r.add_argument("--jobs", type=int, default=1, help="trainings run in parallel processes")
+    r.add_argument("--seeds", default="0,1,2")
+    r.add_argument("--variants", default=",".join(VARIANTS))
+    r.add_argument("--fusion", default="add", choices=("add", "concat", "gate"))
+    r.add_argument("--max_epochs", type=int, default=200)
+    r.add_argument("--patience", type=int, default=10)
+    r.add_argument("--max_users", type=int, default=None, help="first N users only (smoke runs)")
+    r.add_argument("--hidden_size", type=int, default=64)
+    r.add_argument("--num_hidden_layers", type=int, default=2)
+    r.add_argument("--dropout", type=float, default=0.5)
+    r.add_argument("--force", action="store_true", help="redo runs that already have results")
+    options = parser.parse_args()
+    prepare(options) if options.command == "prepare" else run(options)
+
+
+if __name__ == "__main__":
+    main()
