@@ -277,6 +277,7 @@ def check_remote_code(backbone: Backbone, folder, scratch) -> None:
         """
     )
     env = {**os.environ, "HF_HOME": str(scratch / "hf_home"), "HF_HUB_OFFLINE": "1", "PYTHONPATH": ""}
+    env["OMP_NUM_THREADS"] = "1"  # the machine's cores are shared
     result = subprocess.run(
         [sys.executable, "-c", script], cwd=scratch, env=env, capture_output=True, text=True, timeout=180
     )
