@@ -1,4 +1,4 @@
-"""Amazon Beauty: does fusing LaMAR signals into SASRec help? Four variants with the same seeds and budget --
+"""Amazon Beauty: does fusing LaMAR signals into a recommender help? Four variants with the same seeds and budget --
 ID-only, +metadata text, +signals, +signals+metadata -- each trained by the same code as training/train.py
 (:func:`lamar_hf.training.train_recommender`), evaluated by full ranking over all items, mean and std over seeds.
 
@@ -14,6 +14,10 @@ Step 2, anywhere with torch + transformers + accelerate + safetensors + numpy (+
 ``benchmarks/results/beauty_experiment.{md,json,png}``::
 
     python benchmarks/beauty_experiment.py run --inputs outputs/beauty_experiment_inputs --device cuda --jobs 12
+
+The table and chart can be rewritten from the JSON (e.g. where matplotlib is installed)::
+
+    python benchmarks/beauty_experiment.py report --json benchmarks/results/beauty_experiment.json
 
 A CPU smoke run with a tiny budget (writes ``beauty_experiment_smoke.*``)::
 
@@ -57,7 +61,13 @@ PAPER_GAIN = 0.127  # the LaMAR paper's average Recall@20 gain
 def prepare(options) -> None:
     """Write the sequences and the MiniLM embeddings of the metadata text and of every signal (if given)."""
     from lamar_hf.data import load_prepared, read_p5
-    from lamar_hf.text_embeddings import DEFAULT_ENCODER, cached_item_text_embeddings, read_signals, save_text_embeddings
+    from lamar_hf.text_embeddings import (
+        DEFAULT_ENCODER,
+        cached_item_text_embeddings,
+        default_text_embeddings_cache,
+        read_signals,
+        save_text_embeddings,
+    )
     from lamar_hf.training import RecommendationData
 
     dataset = Path(options.dataset)
@@ -66,21 +76,37 @@ def prepare(options) -> None:
     RecommendationData.from_benchmark(benchmark).save(out / SEQUENCES_FILE)
     signals = read_signals(options.signals_file) if options.signals_file else benchmark.signals
     kinds = ["metadata"] + (list(SIGNALS) if signals is not None else [])
-    embeddings = cached_item_text_embeddings(benchmark.items, kinds, out / "text_embeddings_cache.safetensors", signals)
+    # The shared cache (also used by training/train.py) re-embeds only texts that changed, e.g. new signals.
+    cache = default_text_embeddings_cache(benchmark.name)
+    embeddings = cached_item_text_embeddings(benchmark.items, kinds, cache, signals)
     save_text_embeddings(out / TEXTS_FILE, embeddings, {
         "encoder": DEFAULT_ENCODER, "dataset": str(dataset), "signals_file": options.signals_file or "",
         "kinds": kinds,
     })
-    (out / "text_embeddings_cache.safetensors").unlink()
-    print(f"wrote {out / SEQUENCES_FILE} and {out / TEXTS_FILE} ({', '.join(kinds)}; "
-          f"{'no signals: pass --signals_file' if signals is None else 'with signals'})")
+    covered = {kind: int((abs(matrix).sum(axis=1) > 0).sum()) for kind, matrix in embeddings.items()}
+    print(f"wrote {out / SEQUENCES_FILE} and {out / TEXTS_FILE}; items with a text per kind: {covered}"
+          + ("" if signals is not None else " (no signals: pass --signals_file)"))
+
+
+def run_name(job: dict) -> str:
+    return f"{job['backbone']}-{job['variant']}-seed{job['seed']}"
 
 
 def run_one(job: dict) -> dict:
     """Train and test one (variant, seed) in this process; returns its result row."""
+    import contextlib
+
     import torch
 
     torch.set_num_threads(job["threads"])
+    Path(job["work"]).mkdir(parents=True, exist_ok=True)
+    # Each run's Trainer log goes to its own file, so that parallel runs do not interleave on the console.
+    with open(Path(job["work"]) / f"{run_name(job)}.log", "w") as log, contextlib.redirect_stdout(log), \
+            contextlib.redirect_stderr(log):
+        return train_one(job)
+
+
+def train_one(job: dict) -> dict:
     from lamar_hf.text_embeddings import load_text_embeddings
     from lamar_hf.training import ModelArguments, RecommendationData, RecommenderTrainingArguments, train_recommender
 
@@ -88,11 +114,11 @@ def run_one(job: dict) -> dict:
     if job["max_users"]:
         data = data.first_users(job["max_users"])
     signals, use_metadata = VARIANTS[job["variant"]]
-    model_args = ModelArguments(signals=",".join(signals), use_metadata=use_metadata, fusion=job["fusion"],
-                                **job["model"])
+    model_args = ModelArguments(backbone=job["backbone"], signals=",".join(signals), use_metadata=use_metadata,
+                                fusion=job["fusion"], **job["model"])
     kinds = model_args.text_kinds()
     texts = load_text_embeddings(Path(job["inputs"]) / TEXTS_FILE, kinds)[0] if kinds else None
-    output_dir = Path(job["work"]) / f"{job['variant']}-seed{job['seed']}"
+    output_dir = Path(job["work"]) / run_name(job)
     training_args = RecommenderTrainingArguments(
         output_dir=str(output_dir), seed=job["seed"], num_train_epochs=job["max_epochs"],
         early_stopping_patience=job["patience"], use_cpu=job["device"] == "cpu", disable_tqdm=True,
@@ -101,59 +127,77 @@ def run_one(job: dict) -> dict:
     result = train_recommender(data, model_args, training_args, texts)
     shutil.rmtree(output_dir, ignore_errors=True)  # checkpoints are not needed once the test figures are in
     return {
-        "variant": job["variant"], "seed": job["seed"], "fusion": job["fusion"] if kinds else "none",
+        "backbone": job["backbone"], "variant": job["variant"], "seed": job["seed"],
+        "fusion": job["fusion"] if kinds else "none",
         "text_kinds": kinds, "validation": result.validation, "test": result.test, "epochs": result.epochs,
         "best_epoch": result.best_epoch, "train_seconds": round(result.train_seconds, 1),
         "device": str(result.model.device),
+        "validation_ndcg@10_by_epoch": [round(entry["eval_ndcg@10"], 5) for entry in result.log_history
+                                        if "eval_ndcg@10" in entry and "epoch" in entry],
     }
 
 
 def summarize(rows: list[dict]) -> dict:
-    """Mean and standard deviation over seeds per variant, and each variant's Recall@20 gain over ID-only."""
+    """``{backbone: {variant: ...}}``: mean and standard deviation over seeds, and each variant's Recall@20 gain
+    over the same backbone's ID-only."""
     summary = {}
-    for variant in VARIANTS:
-        runs = [row for row in rows if row["variant"] == variant]
-        if not runs:
-            continue
-        entry = {"seeds": sorted(row["seed"] for row in runs), "epochs": [row["epochs"] for row in runs]}
-        for metric in REPORTED:
-            values = [row["test"][metric] for row in runs]
-            entry[metric] = {"mean": statistics.fmean(values), "std": statistics.stdev(values) if len(values) > 1 else 0.0}
-        summary[variant] = entry
-    if "id-only" in summary:
-        base = summary["id-only"]["recall@20"]["mean"]
-        for entry in summary.values():
-            entry["recall@20_gain_over_id"] = entry["recall@20"]["mean"] / base - 1 if base else None
+    for backbone in dict.fromkeys(row["backbone"] for row in rows):
+        summary[backbone] = {}
+        for variant in VARIANTS:
+            runs = [row for row in rows if row["backbone"] == backbone and row["variant"] == variant]
+            if not runs:
+                continue
+            entry = {"seeds": sorted(row["seed"] for row in runs), "epochs": [row["epochs"] for row in runs]}
+            for metric in REPORTED:
+                values = [row["test"][metric] for row in runs]
+                entry[metric] = {"mean": statistics.fmean(values),
+                                 "std": statistics.stdev(values) if len(values) > 1 else 0.0}
+            summary[backbone][variant] = entry
+        if "id-only" in summary[backbone]:
+            base = summary[backbone]["id-only"]["recall@20"]["mean"]
+            for entry in summary[backbone].values():
+                entry["recall@20_gain_over_id"] = entry["recall@20"]["mean"] / base - 1 if base else None
     return summary
 
 
 def write_markdown(path: Path, summary: dict, config: dict) -> None:
     lines = [
-        "# Amazon Beauty: LaMAR signals fused into SASRec",
+        "# Amazon Beauty: LaMAR signals fused into sequential recommenders",
         "",
         f"Full ranking over all {config['num_items']:,} items, leave-one-out, no history masking, ties counted against",
         f"the target; test split of {config['users']:,} users. Mean ± std over seeds {config['seeds']}; fusion "
         f"`{config['fusion']}`; up to {config['max_epochs']} epochs, early stopping on validation NDCG@10 (patience "
         f"{config['patience']}); device {config['device']}.",
         "",
-        "| variant | " + " | ".join(m.replace("recall", "Recall").replace("ndcg", "NDCG").replace("mrr", "MRR")
-                                      for m in REPORTED) + " | Recall@20 vs ID-only | epochs |",
-        "|---|" + "---|" * (len(REPORTED) + 2),
     ]
-    for variant, entry in summary.items():
-        cells = [f"{entry[m]['mean']:.4f} ± {entry[m]['std']:.4f}" for m in REPORTED]
-        gain = entry.get("recall@20_gain_over_id")
-        gain_text = "—" if variant == "id-only" or gain is None else f"{gain:+.1%}"
-        lines.append(f"| {variant} | " + " | ".join(cells) + f" | {gain_text} | "
-                     + ", ".join(f"{e:g}" for e in entry["epochs"]) + " |")
-    best = max((v for v in summary if v != "id-only"), key=lambda v: summary[v]["recall@20"]["mean"], default=None)
-    if best and summary[best].get("recall@20_gain_over_id") is not None:
-        gain = summary[best]["recall@20_gain_over_id"]
-        verdict = "meets" if gain >= PAPER_GAIN else "does not meet"
-        lines += ["", f"Best signal-aware variant: **{best}**, Recall@20 {gain:+.1%} over ID-only, which {verdict} "
-                      f"the LaMAR paper's average gain of +{PAPER_GAIN:.1%}."]
+    if config.get("max_users"):
+        lines += [f"**Smoke run** on the first {config['max_users']} users with a tiny budget: the figures only show that "
+                  "the pipeline runs, they measure nothing.", ""]
+    lines += [
+        "| backbone | variant | " + " | ".join(metric_label(m) for m in REPORTED) + " | Recall@20 vs ID-only | epochs |",
+        "|---|---|" + "---|" * (len(REPORTED) + 2),
+    ]
+    for backbone, variants in summary.items():
+        for variant, entry in variants.items():
+            cells = [f"{entry[m]['mean']:.4f} ± {entry[m]['std']:.4f}" for m in REPORTED]
+            gain = entry.get("recall@20_gain_over_id")
+            gain_text = "—" if variant == "id-only" or gain is None else f"{gain:+.1%}"
+            lines.append(f"| {backbone} | {variant} | " + " | ".join(cells) + f" | {gain_text} | "
+                         + ", ".join(f"{e:g}" for e in entry["epochs"]) + " |")
+    lines.append("")
+    for backbone, variants in summary.items():
+        best = max((v for v in variants if v != "id-only"), key=lambda v: variants[v]["recall@20"]["mean"], default=None)
+        if best and variants[best].get("recall@20_gain_over_id") is not None:
+            gain = variants[best]["recall@20_gain_over_id"]
+            verdict = "meets" if gain >= PAPER_GAIN else "does not meet"
+            lines.append(f"- {backbone}: best signal-aware variant **{best}**, Recall@20 {gain:+.1%} over ID-only, which "
+                         f"{verdict} the LaMAR paper's average gain of +{PAPER_GAIN:.1%}.")
     lines += ["", f"Command: `{config['command']}`", ""]
     path.write_text("\n".join(lines))
+
+
+def metric_label(metric: str) -> str:
+    return metric.replace("recall", "Recall").replace("ndcg", "NDCG").replace("mrr", "MRR")
 
 
 def write_chart(path: Path, summary: dict) -> None:
@@ -163,17 +207,18 @@ def write_chart(path: Path, summary: dict) -> None:
     import matplotlib.pyplot as plt
 
     metrics = ("recall@10", "recall@20", "ndcg@10", "ndcg@20")
-    variants = list(summary)
-    width = 0.8 / max(len(variants), 1)
-    figure, axis = plt.subplots(figsize=(8, 4.5))
-    for index, variant in enumerate(variants):
-        positions = [m + (index - (len(variants) - 1) / 2) * width for m in range(len(metrics))]
-        axis.bar(positions, [summary[variant][m]["mean"] for m in metrics], width,
-                 yerr=[summary[variant][m]["std"] for m in metrics], capsize=3, label=variant)
-    axis.set_xticks(range(len(metrics)), [m.replace("recall", "Recall").replace("ndcg", "NDCG") for m in metrics])
+    bars = [(f"{backbone} · {variant}" if len(summary) > 1 else variant, entry)
+            for backbone, variants in summary.items() for variant, entry in variants.items()]
+    width = 0.8 / max(len(bars), 1)
+    figure, axis = plt.subplots(figsize=(8 + len(bars) * 0.3, 4.5))
+    for index, (label, entry) in enumerate(bars):
+        positions = [m + (index - (len(bars) - 1) / 2) * width for m in range(len(metrics))]
+        axis.bar(positions, [entry[m]["mean"] for m in metrics], width, yerr=[entry[m]["std"] for m in metrics],
+                 capsize=3, label=label)
+    axis.set_xticks(range(len(metrics)), [metric_label(m) for m in metrics])
     axis.set_ylabel("test score (full ranking)")
-    axis.set_title("Amazon Beauty: SASRec with LaMAR signals (mean ± std over seeds)")
-    axis.legend()
+    axis.set_title("Amazon Beauty: LaMAR signals in sequential recommenders (mean ± std over seeds)")
+    axis.legend(fontsize="small")
     figure.tight_layout()
     figure.savefig(path, dpi=120)
     plt.close(figure)
@@ -190,6 +235,7 @@ def run(options) -> None:
         if not torch.cuda.is_available():
             raise SystemExit("--device cuda, but torch sees no GPU")
     seeds = [int(s) for s in options.seeds.split(",")]
+    backbones = [b.strip() for b in options.backbones.split(",")]
     variants = [v.strip() for v in options.variants.split(",")]
     unknown = [v for v in variants if v not in VARIANTS]
     if unknown:
@@ -198,15 +244,15 @@ def run(options) -> None:
              "hidden_dropout_prob": options.dropout, "attention_dropout_prob": options.dropout}
     threads = max(1, (os.cpu_count() or 1) // options.jobs)
     jobs = [
-        {"variant": variant, "seed": seed, "inputs": str(inputs), "work": str(work), "device": options.device,
+        {"backbone": backbone, "variant": variant, "seed": seed, "inputs": str(inputs), "work": str(work), "device": options.device,
          "threads": threads, "max_users": options.max_users, "max_epochs": options.max_epochs,
          "patience": options.patience, "fusion": options.fusion, "model": model}
-        for seed in seeds for variant in variants
+        for backbone in backbones for seed in seeds for variant in variants
     ]
     work.mkdir(parents=True, exist_ok=True)
     rows, pending = [], []
     for job in jobs:
-        done = work / f"{job['variant']}-seed{job['seed']}.json"
+        done = work / f"{run_name(job)}.json"
         if done.is_file() and not options.force and json.loads(done.read_text()).get("job") == job:
             rows.append(json.loads(done.read_text())["result"])
         else:
@@ -218,27 +264,37 @@ def run(options) -> None:
         futures = {pool.submit(run_one, job): job for job in pending}
         for future in as_completed(futures):
             job, result = futures[future], future.result()
-            (work / f"{job['variant']}-seed{job['seed']}.json").write_text(json.dumps({"job": job, "result": result}))
+            (work / f"{run_name(job)}.json").write_text(json.dumps({"job": job, "result": result}))
             rows.append(result)
-            print(f"[{time.perf_counter() - started:7.1f} s] {job['variant']} seed {job['seed']}: "
+            print(f"[{time.perf_counter() - started:7.1f} s] {run_name(job)}: "
                   f"test Recall@10 {result['test']['recall@10']:.4f} NDCG@10 {result['test']['ndcg@10']:.4f} "
                   f"Recall@20 {result['test']['recall@20']:.4f} after {result['epochs']:g} epochs", flush=True)
     data_header = json.loads(_safetensors_header(inputs / SEQUENCES_FILE))
     config = {
         "num_items": data_header["num_items"], "users": options.max_users or _users(inputs), "seeds": seeds,
         "fusion": options.fusion, "max_epochs": options.max_epochs, "patience": options.patience,
-        "device": options.device, "jobs": options.jobs, "model": model, "max_users": options.max_users,
+        "device": options.device, "jobs": options.jobs, "backbones": backbones, "model": model, "max_users": options.max_users,
         "command": "python benchmarks/beauty_experiment.py " + " ".join(sys.argv[1:]),
         "wall_seconds": round(time.perf_counter() - started, 1),
     }
     summary = summarize(rows)
     out = Path(options.results_dir)
     out.mkdir(parents=True, exist_ok=True)
-    rows.sort(key=lambda row: (list(VARIANTS).index(row["variant"]), row["seed"]))
+    rows.sort(key=lambda row: (backbones.index(row["backbone"]), list(VARIANTS).index(row["variant"]), row["seed"]))
     (out / f"{options.name}.json").write_text(json.dumps({"config": config, "summary": summary, "runs": rows}, indent=2) + "\n")
-    write_markdown(out / f"{options.name}.md", summary, config)
-    write_chart(out / f"{options.name}.png", summary)
-    print((out / f"{options.name}.md").read_text())
+    write_report(out / f"{options.name}.json")
+
+
+def write_report(json_path: Path) -> None:
+    """The markdown table and the PNG chart beside the results JSON (the chart needs matplotlib)."""
+    results = json.loads(Path(json_path).read_text())
+    write_markdown(json_path.with_suffix(".md"), results["summary"], results["config"])
+    try:
+        write_chart(json_path.with_suffix(".png"), results["summary"])
+    except ImportError:
+        print(f"matplotlib is not installed: no chart; make it elsewhere with "
+              f"`python benchmarks/beauty_experiment.py report --json {json_path}`")
+    print(json_path.with_suffix(".md").read_text())
 
 
 def _safetensors_header(path: Path) -> str:
@@ -272,6 +328,7 @@ def main() -> None:
     r.add_argument("--jobs", type=int, default=1, help="trainings run in parallel processes")
     r.add_argument("--seeds", default="0,1,2")
     r.add_argument("--variants", default=",".join(VARIANTS))
+    r.add_argument("--backbones", default="sasrec", help="comma-separated backbones (lamar_hf.training.BACKBONES)")
     r.add_argument("--fusion", default="add", choices=("add", "concat", "gate"))
     r.add_argument("--max_epochs", type=int, default=200)
     r.add_argument("--patience", type=int, default=10)
@@ -280,8 +337,15 @@ def main() -> None:
     r.add_argument("--num_hidden_layers", type=int, default=2)
     r.add_argument("--dropout", type=float, default=0.5)
     r.add_argument("--force", action="store_true", help="redo runs that already have results")
+    c = commands.add_parser("report", help="rewrite the table and chart from a results JSON")
+    c.add_argument("--json", default=str(RESULTS / "beauty_experiment.json"))
     options = parser.parse_args()
-    prepare(options) if options.command == "prepare" else run(options)
+    if options.command == "prepare":
+        prepare(options)
+    elif options.command == "run":
+        run(options)
+    else:
+        write_report(Path(options.json))
 
 
 if __name__ == "__main__":

@@ -13,6 +13,8 @@ from __future__ import annotations
 import importlib.util
 import json
 import logging
+import os
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 
@@ -220,5 +222,13 @@ def cached_item_text_embeddings(
         # Rounded as stored, so that a run from the cache and a fresh run see the same numbers.
         cached[kind] = embed_texts(texts[kind], loaded_encoder, batch_size=batch_size).astype(np.float16).astype(np.float32)
         fingerprints[kind] = texts_fingerprint(texts[kind])
-    save_text_embeddings(cache_path, cached, {"encoder": encoder_name, "fingerprints": fingerprints})
+        # Saved after every kind, so that an interrupted run keeps what it finished.
+        save_text_embeddings(cache_path, cached, {"encoder": encoder_name, "fingerprints": fingerprints})
     return {kind: cached[kind] for kind in kinds}
+
+
+def default_text_embeddings_cache(dataset_name: str) -> Path:
+    """``$LAMAR_CACHE`` (default ``~/.cache/lamar_hf``) ``/text_embeddings/<dataset>.safetensors``; entries are
+    checked against the texts' fingerprints, so a stale cache is never used."""
+    root = Path(os.environ.get("LAMAR_CACHE", Path.home() / ".cache" / "lamar_hf"))
+    return root / "text_embeddings" / (re.sub(r"[^A-Za-z0-9_.-]+", "_", dataset_name) + ".safetensors")

@@ -9,14 +9,12 @@ from __future__ import annotations
 
 import json
 import logging
-import os
-import re
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 from transformers import HfArgumentParser
 
-from lamar_hf.text_embeddings import METADATA, cached_item_text_embeddings, read_signals
+from lamar_hf.text_embeddings import METADATA, cached_item_text_embeddings, default_text_embeddings_cache, read_signals
 
 from .arguments import ModelArguments, RecommenderTrainingArguments
 from .data import RecommendationData
@@ -25,13 +23,6 @@ from .trainer import TrainingResult, train_recommender
 logger = logging.getLogger(__name__)
 
 RESULTS_FILE = "results.json"
-
-
-def default_text_embeddings_cache(dataset_name: str) -> Path:
-    """``$LAMAR_CACHE`` (default ``~/.cache/lamar_hf``) ``/text_embeddings/<dataset>.safetensors``; entries are
-    checked against the texts' fingerprints, so a stale cache is never used."""
-    root = Path(os.environ.get("LAMAR_CACHE", Path.home() / ".cache" / "lamar_hf"))
-    return root / "text_embeddings" / (re.sub(r"[^A-Za-z0-9_.-]+", "_", dataset_name) + ".safetensors")
 
 
 @dataclass

@@ -18,7 +18,7 @@ from transformers import EarlyStoppingCallback, EvalPrediction, Trainer, set_see
 from lamar_hf.metrics import ranking_metrics, target_ranks
 
 from .arguments import ModelArguments, RecommenderTrainingArguments
-from .backbones import Backbone, build_model, get_backbone, BACKBONES
+from .backbones import BACKBONES, Backbone, build_model, get_backbone
 from .data import IGNORE_INDEX, RecommendationData
 
 logger = logging.getLogger(__name__)
