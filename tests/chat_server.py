@@ -1,0 +1,152 @@
+"""A tiny Llama with a ChatML tokenizer, built in code, and a local chat-completions server for it.
+
+- :func:`tiny_tokenizer` trains a byte-level BPE tokenizer on a few sentences (any text, accents
+  and emoji included, encodes) and gives it SmolLM2's ChatML chat template.
+- :func:`tiny_llama` is a randomly initialised 2-layer Llama for that tokenizer (seeded).
+- :class:`ChatServer` answers ``POST /v1/chat/completions`` (the OpenAI / TGI format) on
+  127.0.0.1 with a free port, generating with a :class:`~lamar_hf.enrich.TransformersGenerator`
+  over the tiny Llama. A message containing ``FAIL-ME`` gets an HTTP 500, for error handling.
+
+Run it by hand with ``python tests/chat_server.py`` (prints the URL, stops on Ctrl-C).
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+CHATML = (
+    "{% for message in messages %}{% if loop.first and messages[0]['role'] != 'system' %}"
+    "{{ '<|im_start|>system\nYou are a helpful AI assistant named SmolLM, trained by Hugging Face<|im_end|>\n' }}"
+    "{% endif %}{{'<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>' + '\n'}}"
+    "{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"
+)
+
+CORPUS = [
+    "You describe products of an online shop with short phrases in your own words.",
+    "scenario: washing the face at the end of a humid day",
+    "intent: clear oily skin and smooth rough texture",
+    "topic: glycolic acid face wash",
+    "Title: OPI Nail Lacquer, Simmer and Shimmer, 0.5-Fluid Ounce",
+    "Brand: OPI\nCategory: Makeup > Nails > Nail Polish\nPrice: $12.00",
+    "a parent giving a toddler a bedtime bath before sleep",
+    "Crème brûlée body lotion – naïve café 香水 😀",
+] * 4
+SPECIAL_TOKENS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
+
+
+def tiny_tokenizer(vocab_size: int = 320):
+    """A byte-level BPE tokenizer with ChatML special tokens and chat template (``<|im_end|>`` ends a turn)."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    backend = Tokenizer(models.BPE())
+    backend.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    backend.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=SPECIAL_TOKENS,
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
+    backend.train_from_iterator(CORPUS, trainer)
+    return PreTrainedTokenizerFast(tokenizer_object=backend, bos_token="<|im_start|>", eos_token="<|im_end|>",
+                                   pad_token="<|endoftext|>", unk_token="<|endoftext|>", chat_template=CHATML)
+
+
+def tiny_llama(tokenizer, seed: int = 0, layers: int = 2):
+    """A random tiny Llama (hidden 16, 4 heads sharing 2 key/value heads) for ``tokenizer``."""
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(seed)
+    config = LlamaConfig(
+        vocab_size=len(tokenizer), hidden_size=16, intermediate_size=32, num_hidden_layers=layers,
+        num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=4096,
+        bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id, tie_word_embeddings=True, initializer_range=0.5,
+    )
+    return LlamaForCausalLM(config).eval()
+
+
+class _Handler(BaseHTTPRequestHandler):
+    server: "_Server"
+
+    def log_message(self, format, *args):  # keep test output quiet
+        pass
+
+    def _reply(self, status: int, body: dict):
+        data = json.dumps(body).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def do_POST(self):
+        from lamar_hf.enrich.config import DecodingSettings
+
+        if not self.path.rstrip("/").endswith("/chat/completions"):
+            self._reply(404, {"error": f"no route {self.path}"})
+            return
+        request = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))))
+        self.server.requests.append(request)
+        messages = request["messages"]
+        if any("FAIL-ME" in message["content"] for message in messages):
+            self._reply(500, {"error": "the test asked this request to fail"})
+            return
+        temperature = request.get("temperature") or 0.0
+        decoding = DecodingSettings(max_new_tokens=int(request.get("max_tokens") or 16),
+                                    do_sample=temperature > 0, temperature=temperature or 1.0,
+                                    top_p=request.get("top_p") or 1.0, seed=request.get("seed") or 0)
+        with self.server.lock:  # one generation at a time: the generator keeps state between calls
+            text = self.server.generator.generate([messages], decoding)[0]
+        self._reply(200, {
+            "id": f"chatcmpl-{len(self.server.requests)}", "object": "chat.completion", "created": int(time.time()),
+            "model": "tiny-llama",
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}],
+            "usage": {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0},
+        })
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+
+
+class ChatServer:
+    """``with ChatServer(generator) as server: server.url`` — chat completions on 127.0.0.1, port 0."""
+
+    def __init__(self, generator):
+        self.httpd = _Server(("127.0.0.1", 0), _Handler)
+        self.httpd.generator = generator
+        self.httpd.lock = threading.Lock()
+        self.httpd.requests = []
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+
+    @property
+    def url(self) -> str:
+        host, port = self.httpd.server_address[:2]
+        return f"http://{host}:{port}/v1"
+
+    @property
+    def requests(self) -> list[dict]:
+        return self.httpd.requests
+
+    def __enter__(self) -> "ChatServer":
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+if __name__ == "__main__":
+    from lamar_hf.enrich import TransformersGenerator
+
+    tokenizer = tiny_tokenizer()
+    with ChatServer(TransformersGenerator(tiny_llama(tokenizer), tokenizer=tokenizer, dtype="float32")) as server:
+        print(server.url, flush=True)
+        try:
+            while True:
+                time.sleep(1)
+        except KeyboardInterrupt:
+            pass
