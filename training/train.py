@@ -1,10 +1,16 @@
-"""Train a (signal-aware) SASRec recommender with the Hugging Face Trainer, validate it by full ranking every
-epoch, stop early on NDCG@10, keep the best model, test it, save it (with its code, so that
+"""Train a (signal-aware) SASRec, GRU4Rec or BERT4Rec recommender with the Hugging Face Trainer, validate it by
+full ranking every epoch, stop early on NDCG@10, keep the best model, test it, save it (with its code, so that
 ``AutoModel.from_pretrained(DIR, trust_remote_code=True)`` works anywhere) and optionally publish it.
 
 ID-only baseline on Amazon Beauty (prepared with ``lamar prepare``)::
 
     python training/train.py --dataset outputs/beauty --output_dir outputs/sasrec-beauty-id
+
+The same with another backbone (``--backbone sasrec|gru4rec|bert4rec``; each keeps its own default
+layers and dropout unless given)::
+
+    python training/train.py --dataset outputs/beauty --backbone gru4rec --output_dir outputs/gru4rec-beauty-id
+    python training/train.py --dataset outputs/beauty --backbone bert4rec --output_dir outputs/bert4rec-beauty-id
 
 With LaMAR signals and the metadata text, fused by addition (the texts are embedded once by
 all-MiniLM-L6-v2 and cached in OUTPUT_DIR/text_embeddings.safetensors)::

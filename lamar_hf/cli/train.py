@@ -9,7 +9,10 @@ import json
 def add_parser(subparsers) -> None:
     from lamar_hf.training.run import argument_parser
 
-    help = "train a (signal-aware) SASRec recommender and evaluate it by full ranking (options of training/train.py)"
+    help = (
+        "train a (signal-aware) SASRec, GRU4Rec or BERT4Rec recommender and evaluate it by full ranking "
+        "(options of training/train.py)"
+    )
     example = (
         "lamar train --dataset outputs/beauty --signals scenario,intent,topic --use_metadata "
         "--output_dir outputs/sasrec-beauty"

@@ -35,7 +35,13 @@ SIGNAL_DESCRIPTIONS = {
 }
 
 DATASET_TAGS = ["recommendation", "sequential-recommendation", "llm-generated", "semantic-signals", "lamar"]
-MODEL_TAGS = ["recommendation", "sequential-recommendation", "sasrec", "lamar", "custom_code"]
+MODEL_TAGS = ["recommendation", "sequential-recommendation", "lamar", "custom_code"]
+# What the card says each backbone is (by its config's model_type).
+BACKBONE_DESCRIPTIONS = {
+    "lamar_sasrec": "a SASRec-style causal self-attention model",
+    "lamar_gru4rec": "a GRU4Rec-style recurrent (GRU) model",
+    "lamar_bert4rec": "a BERT4Rec-style bidirectional self-attention model, trained by masked-item prediction,",
+}
 ADAPTER_TAGS = ["lora", "peft", "lamar", "semantic-signals", "text-generation"]
 
 # Trainer bookkeeping that is not an evaluation result.
@@ -223,7 +229,7 @@ def model_card(
         model_name=repo_id.split("/")[-1],
         library_name="transformers",
         license=license,
-        tags=MODEL_TAGS,
+        tags=MODEL_TAGS + [model_type.removeprefix("lamar_")],
         datasets=[dataset] if dataset else None,
         eval_results=results or None,
     )
@@ -236,6 +242,7 @@ def model_card(
         date=date,
         lamar_hf_version=lamar_hf_version,
         model_type=model_type,
+        backbone_description=BACKBONE_DESCRIPTIONS.get(model_type, "a sequential recommender"),
         config_rows=[{"name": k, "value": table_cell(v)} for k, v in config.items()],
         num_parameters=num_parameters,
         results=[{"split": r.dataset_split, "metric": r.metric_name, "value": table_cell(r.metric_value)} for r in results],

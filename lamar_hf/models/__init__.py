@@ -7,11 +7,25 @@ process that never imported lamar_hf.
 
 from transformers import AutoConfig, AutoModel
 
+from .lamar_bert4rec import LamarBERT4RecConfig, LamarBERT4RecModel
+from .lamar_gru4rec import LamarGRU4RecConfig, LamarGRU4RecModel
 from .lamar_sasrec import LamarSASRecConfig, LamarSASRecModel
 
-AutoConfig.register(LamarSASRecConfig.model_type, LamarSASRecConfig, exist_ok=True)
-AutoModel.register(LamarSASRecConfig, LamarSASRecModel, exist_ok=True)
-LamarSASRecConfig.register_for_auto_class()
-LamarSASRecModel.register_for_auto_class("AutoModel")
+for config_class, model_class in (
+    (LamarSASRecConfig, LamarSASRecModel),
+    (LamarGRU4RecConfig, LamarGRU4RecModel),
+    (LamarBERT4RecConfig, LamarBERT4RecModel),
+):
+    AutoConfig.register(config_class.model_type, config_class, exist_ok=True)
+    AutoModel.register(config_class, model_class, exist_ok=True)
+    config_class.register_for_auto_class()
+    model_class.register_for_auto_class("AutoModel")
 
-__all__ = ["LamarSASRecConfig", "LamarSASRecModel"]
+__all__ = [
+    "LamarBERT4RecConfig",
+    "LamarBERT4RecModel",
+    "LamarGRU4RecConfig",
+    "LamarGRU4RecModel",
+    "LamarSASRecConfig",
+    "LamarSASRecModel",
+]

@@ -16,14 +16,29 @@ from lamar_hf.text_embeddings import DEFAULT_ENCODER, METADATA
 class ModelArguments:
     """Which recommender to train and its size; which item texts it fuses with the item ids."""
 
-    backbone: str = field(default="sasrec", metadata={"help": "Recommender architecture (see lamar_hf.training.BACKBONES)."})
+    backbone: str = field(
+        default="sasrec",
+        metadata={"help": "Recommender architecture: sasrec, gru4rec or bert4rec (see lamar_hf.training.BACKBONES)."},
+    )
     hidden_size: int = field(default=64, metadata={"help": "Width of item embeddings and hidden layers."})
-    num_hidden_layers: int = field(default=2, metadata={"help": "Number of self-attention blocks."})
+    num_hidden_layers: int | None = field(
+        default=None,
+        metadata={"help": "Self-attention blocks or GRU layers (default: the backbone's; 2, gru4rec 1)."},
+    )
     num_attention_heads: int = field(default=2, metadata={"help": "Attention heads per block."})
     intermediate_size: int = field(default=256, metadata={"help": "Width of the feed-forward layers."})
     max_history_length: int = field(default=50, metadata={"help": "Most recent items of a history the model reads."})
-    hidden_dropout_prob: float = field(default=0.5, metadata={"help": "Dropout on embeddings and block outputs."})
-    attention_dropout_prob: float = field(default=0.5, metadata={"help": "Dropout on attention weights."})
+    hidden_dropout_prob: float | None = field(
+        default=None,
+        metadata={"help": "Dropout on embeddings and block outputs (default: sasrec 0.5, gru4rec 0.3, bert4rec 0.2)."},
+    )
+    attention_dropout_prob: float | None = field(
+        default=None, metadata={"help": "Dropout on attention weights (default: sasrec 0.5, bert4rec 0.2)."}
+    )
+    gru_hidden_size: int | None = field(default=None, metadata={"help": "gru4rec: width of the GRU state (default 128)."})
+    mask_prob: float | None = field(
+        default=None, metadata={"help": "bert4rec: probability that a training item is masked (default 0.2)."}
+    )
     loss_type: str = field(
         default="ce", metadata={"help": "'ce': softmax cross-entropy over all items; 'bce': sampled-negative BCE."}
     )

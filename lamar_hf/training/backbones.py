@@ -7,10 +7,18 @@ the same code for all of them. A new backbone is one :func:`register_backbone` c
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from lamar_hf.models import LamarSASRecConfig, LamarSASRecModel
+from lamar_hf.models import (
+    LamarBERT4RecConfig,
+    LamarBERT4RecModel,
+    LamarGRU4RecConfig,
+    LamarGRU4RecModel,
+    LamarSASRecConfig,
+    LamarSASRecModel,
+)
 
 from .arguments import ModelArguments
 from .data import NextItemCollator, last_item_examples, next_item_windows
@@ -30,22 +38,32 @@ class Backbone:
     collator: Callable = NextItemCollator  # () -> callable(examples) -> batch
 
 
-def sasrec_config(args: ModelArguments, num_items: int, text_kinds: list[str], text_embedding_dim: int) -> LamarSASRecConfig:
-    return LamarSASRecConfig(
+# Hyper-parameters every backbone takes; each backbone adds its own. An argument left at None keeps the
+# backbone's own default (its config class's), e.g. dropout 0.5 for SASRec, 0.3 for GRU4Rec, 0.2 for BERT4Rec.
+COMMON_HYPERPARAMETERS = (
+    "hidden_size", "num_hidden_layers", "max_history_length", "hidden_dropout_prob", "loss_type", "num_negatives"
+)
+TRANSFORMER_HYPERPARAMETERS = ("num_attention_heads", "intermediate_size", "attention_dropout_prob")
+
+
+def config_from_arguments(
+    config_class,
+    args: ModelArguments,
+    num_items: int,
+    text_kinds: list[str],
+    text_embedding_dim: int,
+    hyperparameters: tuple[str, ...] = COMMON_HYPERPARAMETERS,
+):
+    """A ``config_class`` for ``num_items`` items fusing ``text_kinds``, with every hyper-parameter of
+    ``hyperparameters`` that the arguments set (not None)."""
+    chosen = {name: getattr(args, name) for name in hyperparameters if getattr(args, name) is not None}
+    return config_class(
         num_items=num_items,
-        hidden_size=args.hidden_size,
-        num_hidden_layers=args.num_hidden_layers,
-        num_attention_heads=args.num_attention_heads,
-        intermediate_size=args.intermediate_size,
-        max_history_length=args.max_history_length,
-        hidden_dropout_prob=args.hidden_dropout_prob,
-        attention_dropout_prob=args.attention_dropout_prob,
-        loss_type=args.loss_type,
-        num_negatives=args.num_negatives,
         fusion=args.fusion if text_kinds else "none",
         text_kinds=text_kinds,
         text_embedding_dim=text_embedding_dim,
         text_encoder=args.text_encoder,
+        **chosen,
     )
 
 
@@ -82,4 +100,10 @@ def build_model(args: ModelArguments, num_items: int, text_embeddings: dict | No
     return model
 
 
-register_backbone(Backbone("sasrec", LamarSASRecConfig, LamarSASRecModel, sasrec_config))
+for name, config_class, model_class, own in (
+    ("sasrec", LamarSASRecConfig, LamarSASRecModel, TRANSFORMER_HYPERPARAMETERS),
+    ("gru4rec", LamarGRU4RecConfig, LamarGRU4RecModel, ("gru_hidden_size",)),
+    ("bert4rec", LamarBERT4RecConfig, LamarBERT4RecModel, TRANSFORMER_HYPERPARAMETERS + ("mask_prob",)),
+):
+    make_config = functools.partial(config_from_arguments, config_class, hyperparameters=COMMON_HYPERPARAMETERS + own)
+    register_backbone(Backbone(name, config_class, model_class, make_config))
