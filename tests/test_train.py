@@ -207,3 +207,20 @@ def test_training_script_refuses_signals_it_cannot_find(prepared, tmp_path):
     code = main(["train", "--dataset", str(prepared["dataset"]), "--use_metadata", "--fusion", "none",
                  "--output_dir", str(tmp_path / "x")])
     assert code == 2
+
+
+def test_signals_come_from_the_prepared_dataset_when_no_file_is_given(tmp_path, capsys):
+    from lamar_hf.cli import main
+    from transformers import AutoModel
+
+    benchmark = chain_benchmark()
+    benchmark.signals = Dataset.from_list(pq.read_table(write_signals(tmp_path / "s.parquet")).to_pylist())
+    benchmark.save(tmp_path / "with-signals")
+    out = tmp_path / "model"
+    code = main(["train", "--dataset", str(tmp_path / "with-signals"), "--signals", "intent", *TINY_MODEL,
+                 "--num_train_epochs", "1", "--output_dir", str(out), "--disable_tqdm", "true",
+                 "--text_embeddings_cache", str(tmp_path / "cache.safetensors")])
+    assert code == 0, capsys.readouterr().err
+    model = AutoModel.from_pretrained(out)
+    assert model.config.text_kinds == ["intent"] and model.config.fusion == "add"
+    assert torch.count_nonzero(model.item_table.text_embeddings[1]) > 0
