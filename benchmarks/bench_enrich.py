@@ -101,7 +101,6 @@ def main(argv=None) -> int:
     builder = PromptBuilder(exemplars=load_exemplars(BEAUTY_EXEMPLARS, all_items))
     rows = items.to_list()
     conversations = [builder.messages(row) for row in rows]
-    labels = [f"{spec.name}:" for spec in builder.signals]
 
     load_start = time.perf_counter()
     generator = TransformersGenerator(device=args.device, dtype=args.dtype, batch_size=args.batch_size)
@@ -111,7 +110,7 @@ def main(argv=None) -> int:
 
     before = generator.stats.__dict__.copy()
     start = time.perf_counter()
-    engine_texts = generator.generate(conversations, GREEDY, answer_labels=labels)
+    engine_texts = generator.generate(conversations, GREEDY, answer_signals=builder.signals)
     seconds = time.perf_counter() - start
     after = generator.stats.__dict__
     delta = {key: after[key] - before[key] for key in after}

@@ -5,7 +5,8 @@ The pieces, in the order data flows through them:
 - :mod:`~lamar_hf.enrich.config`: :class:`SignalSpec` (name, instruction, word limit; the defaults
   ``scenario``, ``intent``, ``topic`` in :data:`DEFAULT_SIGNALS`), :class:`MetadataView` (which
   metadata fields a prompt shows, truncation, category depth) and :class:`DecodingSettings`
-  (:data:`GREEDY` for the first attempt, :data:`RETRY` for the one retry of a failed row).
+  (:data:`DEFAULT_DECODING` for the first attempt, :data:`RETRY` for the one retry of a failed
+  row, :data:`GREEDY` for plain greedy decoding).
 - :mod:`~lamar_hf.enrich.prompts`: :class:`PromptBuilder` turns an item into a chat conversation,
   few-shot (with :class:`Exemplar` turns) or zero-shot.
 - :mod:`~lamar_hf.enrich.exemplars`: :func:`build_exemplars` (Auto-CoT: diverse items, zero-shot
@@ -38,7 +39,7 @@ For tuning the generator (``training/tune_generator.py``):
 
 from pathlib import Path
 
-from .config import DEFAULT_SIGNALS, GREEDY, RETRY, DecodingSettings, MetadataView, SignalSpec, resolve_signals
+from .config import DEFAULT_DECODING, DEFAULT_SIGNALS, GREEDY, RETRY, DecodingSettings, MetadataView, SignalSpec, resolve_signals
 from .exemplars import build_exemplars, load_exemplars, save_exemplars, select_exemplar_items
 from .generator import (
     DEFAULT_GENERATOR,
@@ -57,6 +58,7 @@ BEAUTY_EXEMPLARS = Path(__file__).resolve().parents[1] / "resources" / "exemplar
 
 __all__ = [
     "BEAUTY_EXEMPLARS",
+    "DEFAULT_DECODING",
     "DEFAULT_GENERATOR",
     "DEFAULT_SIGNALS",
     "GREEDY",

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import inspect
 import zlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import torch
@@ -155,6 +155,9 @@ def _row_generator(seed: int, prompt_ids: Sequence[int], device) -> torch.Genera
     return generator
 
 
+SAMPLING_TOP_K = 64
+
+
 def _choose_tokens(logits, decoding: DecodingSettings, penalised, generators) -> torch.Tensor:
     """Pick the next token of every active row (greedy, or seeded sampling)."""
     if decoding.repetition_penalty != 1.0 and penalised is not None:
@@ -162,15 +165,14 @@ def _choose_tokens(logits, decoding: DecodingSettings, penalised, generators) ->
         logits = torch.where(penalised, torch.where(logits < 0, logits * factor, logits / factor), logits)
     if not decoding.do_sample:
         return logits.argmax(dim=-1)
-    logits = logits / max(decoding.temperature, 1e-5)
-    probs = torch.softmax(logits, dim=-1)
+    # Sample among the SAMPLING_TOP_K most likely tokens (sorting the whole vocabulary every step is slow).
+    top_logits, top_ids = logits.topk(min(SAMPLING_TOP_K, logits.shape[-1]), dim=-1)
+    probs = torch.softmax(top_logits / max(decoding.temperature, 1e-5), dim=-1)
     if decoding.top_p < 1.0:
-        sorted_probs, order = probs.sort(dim=-1, descending=True)
-        cumulative = sorted_probs.cumsum(dim=-1)
-        drop = cumulative - sorted_probs > decoding.top_p  # keep the smallest set reaching top_p
-        sorted_probs = sorted_probs.masked_fill(drop, 0.0)
-        probs = torch.zeros_like(probs).scatter(-1, order, sorted_probs)
-    return torch.stack([torch.multinomial(probs[row], 1, generator=generators[row])[0] for row in range(len(probs))])
+        cumulative = probs.cumsum(dim=-1)
+        probs = probs.masked_fill(cumulative - probs > decoding.top_p, 0.0)  # the smallest set reaching top_p
+    picks = torch.stack([torch.multinomial(probs[row], 1, generator=generators[row])[0] for row in range(len(probs))])
+    return top_ids.gather(-1, picks[:, None]).squeeze(-1)
 
 
 class DecodingEngine:
@@ -377,12 +379,16 @@ class AnswerFormat:
     are taken until one holds a line break (or is an end-of-sequence token, or the line reaches
     ``max_line_tokens``); then the next label follows, and after the last line the row is done.
     A small model thus always answers in the format, and never rambles on after the last line.
+    With ``word_limits`` (and ``count_words``, which counts the words of a line's tokens), a line
+    also ends where its next token would start a word beyond the limit: at a word boundary.
     """
 
     label_ids: list[list[int]]  # the tokens of each line's label, e.g. "scenario:"
     newline_id: int
     breaks_line: torch.Tensor  # bool over the vocabulary: the token's text holds a line break
     max_line_tokens: int = 24
+    word_limits: list[int] | None = None
+    count_words: Callable[[list[int]], int] | None = None
 
 
 class _RowState:
@@ -392,7 +398,7 @@ class _RowState:
         self.format = answer_format
         self.output: list[int] = []
         self.line = 0
-        self.line_tokens = 0
+        self.line_ids: list[int] = []
         self.forced = list(answer_format.label_ids[0]) if answer_format else []
         self.done = False
 
@@ -411,18 +417,22 @@ class _RowState:
                 return None
             self.output.append(proposed)
             return proposed
-        line_ends = (proposed in eos or bool(answer_format.breaks_line[proposed])
-                     or self.line_tokens >= answer_format.max_line_tokens)
+        breaks = bool(answer_format.breaks_line[proposed])
+        line_ends = proposed in eos or breaks or len(self.line_ids) >= answer_format.max_line_tokens
+        if not line_ends and answer_format.word_limits is not None:
+            limit = answer_format.word_limits[self.line]
+            line_ends = answer_format.count_words(self.line_ids + [proposed]) > limit
+            breaks = False
         if not line_ends:
-            self.line_tokens += 1
+            self.line_ids.append(proposed)
             self.output.append(proposed)
             return proposed
         if self.line == len(answer_format.label_ids) - 1:
             self.done = True
             return None
         self.line += 1
-        self.line_tokens = 0
-        token = proposed if answer_format.breaks_line[proposed] else answer_format.newline_id
+        self.line_ids = []
+        token = proposed if breaks else answer_format.newline_id
         self.output.append(token)
         self.forced = list(answer_format.label_ids[self.line])
         return token

@@ -95,8 +95,7 @@ def build_exemplars(
     answering = [conversation + [{"role": "assistant", "content": rationale},
                                  {"role": "user", "content": ANSWER_REQUEST}]
                  for conversation, rationale in zip(reasoning, rationales)]
-    labels = [f"{spec.name}:" for spec in builder.signals]
-    answers = generator.generate_rows(answering, ANSWER_DECODING, answer_labels=labels)
+    answers = generator.generate_rows(answering, ANSWER_DECODING, answer_signals=builder.signals)
 
     kept: list[Exemplar] = []
     position = 0

@@ -22,8 +22,11 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-from .config import GREEDY, DecodingSettings
+import torch
+
+from .config import GREEDY, DecodingSettings, SignalSpec
 from .engine import AnswerFormat, DecodingEngine
+from .parsing import words
 from .prompts import PROMPT_FILE, PromptBuilder
 
 logger = logging.getLogger(__name__)
@@ -54,23 +57,24 @@ class Generator:
     prompt: PromptBuilder | None = None
 
     def generate(self, conversations: Sequence[list[dict]], decoding: DecodingSettings = GREEDY,
-                 progress=None, answer_labels: Sequence[str] | None = None) -> list[str]:
+                 progress=None, answer_signals: Sequence[SignalSpec] | None = None) -> list[str]:
         """One answer text per conversation.
 
-        ``answer_labels`` (``["scenario:", ...]``) says that the answer is one line per label;
-        a backend that can steer its decoding writes these labels itself, others may ignore it.
+        ``answer_signals`` says that the answer is one ``name: phrase`` line per signal; a backend
+        that can steer its decoding writes these labels itself (and, with
+        ``decoding.clip_words``, ends each line at its signal's word limit); others may ignore it.
         """
         raise NotImplementedError
 
     def generate_rows(self, conversations: Sequence[list[dict]], decoding: DecodingSettings = GREEDY,
-                      progress=None, answer_labels: Sequence[str] | None = None) -> list[GeneratedText]:
+                      progress=None, answer_signals: Sequence[SignalSpec] | None = None) -> list[GeneratedText]:
         """Like :meth:`generate`, but never raises: a failing batch is retried row by row and
         each row that still fails carries its error."""
         conversations = list(conversations)
         if not conversations:
             return []
         try:
-            texts = self.generate(conversations, decoding, progress=progress, answer_labels=answer_labels)
+            texts = self.generate(conversations, decoding, progress=progress, answer_signals=answer_signals)
             if texts is None or len(texts) != len(conversations):
                 got = "nothing" if texts is None else f"{len(texts)} answers"
                 raise RuntimeError(f"the generator returned {got} for {len(conversations)} prompts")
@@ -81,7 +85,7 @@ class Generator:
                 return [GeneratedText(None, f"{type(error).__name__}: {error}")]
             logger.warning("generator failed on a batch of %d (%s: %s); retrying row by row",
                            len(conversations), type(error).__name__, error)
-        return [self.generate_rows([conversation], decoding, answer_labels=answer_labels)[0]
+        return [self.generate_rows([conversation], decoding, answer_signals=answer_signals)[0]
                 for conversation in conversations]
 
     def provenance(self) -> dict:
@@ -161,8 +165,6 @@ def convert_gguf(gguf_path, cache_dir=None) -> Path:
 
 
 def resolve_device(device: str = "auto") -> str:
-    import torch
-
     if device == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
     return device
@@ -170,8 +172,6 @@ def resolve_device(device: str = "auto") -> str:
 
 def resolve_dtype(dtype, device: str):
     """``auto``: bfloat16 on a GPU that has it and on CPUs with native bfloat16 (AMX / AVX512-BF16), else float32."""
-    import torch
-
     if not isinstance(dtype, str):
         return dtype
     if dtype != "auto":
@@ -205,7 +205,6 @@ class TransformersGenerator(Generator):
 
     def __init__(self, model=DEFAULT_GENERATOR, adapter=None, tokenizer=None, device: str = "auto",
                  dtype="auto", batch_size: int = 32, use_prefix_cache: bool = True, cache_dir=None):
-        import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
 
@@ -276,31 +275,35 @@ class TransformersGenerator(Generator):
         return self.tokenizer(text, add_special_tokens=False)["input_ids"]
 
     def generate(self, conversations, decoding: DecodingSettings = GREEDY, progress=None,
-                 answer_labels: Sequence[str] | None = None) -> list[str]:
+                 answer_signals: Sequence[SignalSpec] | None = None) -> list[str]:
         prompts = [self.encode(conversation) for conversation in conversations]
-        penalised = exempt = None
+        exempt = None
         if decoding.repetition_penalty != 1.0:
-            # Penalise the item's own words (discourages copying its title), never the answer format.
-            penalised = [self._content_ids(conversation[-1]) for conversation in conversations]
+            # The penalty applies to the answer so far, never to the system message's tokens (the
+            # answer format and its labels). The item's own words are not penalised: pushing a
+            # small model off "eyelash" gives "eyeliner"; copies of the title fail validation instead.
             exempt = sorted({token for conversation in conversations
-                             for message in conversation if message["role"] != "user"
+                             for message in conversation if message["role"] == "system"
                              for token in self._content_ids(message)})
-        answer_format = self.answer_format(answer_labels) if answer_labels else None
-        answers = self.engine.generate(prompts, decoding, penalised, exempt or (), answer_format, progress=progress)
+        answer_format = self.answer_format(answer_signals, decoding.clip_words) if answer_signals else None
+        answers = self.engine.generate(prompts, decoding, None, exempt or (), answer_format, progress=progress)
         return [self.tokenizer.decode(answer, skip_special_tokens=True).strip() for answer in answers]
 
-    def answer_format(self, labels: Sequence[str]) -> AnswerFormat:
-        """The engine's :class:`AnswerFormat` for these line labels (computed once per tokenizer)."""
+    def answer_format(self, signals: Sequence[SignalSpec], clip_words: bool = False) -> AnswerFormat:
+        """The engine's :class:`AnswerFormat` for one ``name: phrase`` line per signal."""
         if self._breaks_line is None:
-            import torch
-
             pieces = self.tokenizer.batch_decode([[token] for token in range(len(self.tokenizer))])
             self._breaks_line = torch.tensor(["\n" in piece for piece in pieces], device=self.device)
         newline = self.tokenizer("\n", add_special_tokens=False)["input_ids"]
         if len(newline) != 1:
             raise ValueError(f"{self.model_id}: a line break is {len(newline)} tokens; cannot steer the answer format")
-        label_ids = [self.tokenizer(label, add_special_tokens=False)["input_ids"] for label in labels]
-        return AnswerFormat(label_ids, newline[0], self._breaks_line)
+        label_ids = [self.tokenizer(f"{spec.name}:", add_special_tokens=False)["input_ids"] for spec in signals]
+        word_limits = [spec.max_words for spec in signals] if clip_words else None
+        return AnswerFormat(label_ids, newline[0], self._breaks_line, word_limits=word_limits,
+                            count_words=self._count_words if clip_words else None)
+
+    def _count_words(self, token_ids: Sequence[int]) -> int:
+        return len(words(self.tokenizer.decode(token_ids, skip_special_tokens=True)))
 
     def _content_ids(self, message: dict) -> list[int]:
         return self.tokenizer(message["content"], add_special_tokens=False)["input_ids"]
@@ -353,7 +356,7 @@ class EndpointGenerator(Generator):
         return (content or "").strip()
 
     def generate(self, conversations, decoding: DecodingSettings = GREEDY, progress=None,
-                 answer_labels=None) -> list[str]:
+                 answer_signals=None) -> list[str]:
         with ThreadPoolExecutor(max_workers=self.max_workers) as pool:
             futures = [pool.submit(self._one, conversation, decoding) for conversation in conversations]
             texts = []
@@ -364,7 +367,7 @@ class EndpointGenerator(Generator):
         return texts
 
     def generate_rows(self, conversations, decoding: DecodingSettings = GREEDY, progress=None,
-                      answer_labels=None):
+                      answer_signals=None):
         """Every request on its own: one failing request fails only its row."""
         def attempt(conversation):
             try:

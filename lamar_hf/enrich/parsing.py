@@ -72,6 +72,15 @@ def _contains_run(haystack: list[str], needle: list[str]) -> bool:
     return any(haystack[start : start + size] == needle for start in range(len(haystack) - size + 1))
 
 
+def _repeats_a_word(value_words: list[str], times: int = 3) -> bool:
+    # "10-10-10-10", "bath with a bath with a bath": a small model looping, not a phrase.
+    counts: dict[str, int] = {}
+    for word in value_words:
+        if len(word) > 1:
+            counts[word] = counts.get(word, 0) + 1
+    return any(count >= times for count in counts.values())
+
+
 def find_problems(
     signals: dict[str, str | None],
     specs: Sequence[SignalSpec],
@@ -81,7 +90,8 @@ def find_problems(
 ) -> dict[str, str]:
     """Why each unusable signal is unusable: ``{name: problem}``, empty when every signal is fine.
 
-    A signal fails when it is missing or empty, longer than its ``max_words``, the title itself, the
+    A signal fails when it is missing or empty, longer than its ``max_words``, repeating a word
+    three times, the title itself, the
     whole title with words around it, ``copy_run`` or more consecutive words lifted from the title,
     equal to an exemplar answer, a
     template placeholder (``<...>``), or the same phrase as an earlier signal of the item.
@@ -102,6 +112,8 @@ def find_problems(
             problems[spec.name] = "template placeholder"
         elif len(value_words) > spec.max_words:
             problems[spec.name] = f"{len(value_words)} words, more than {spec.max_words}"
+        elif _repeats_a_word(value_words):
+            problems[spec.name] = "repeats a word three times"
         elif title_words and (
             value_words == title_words
             or (len(value_words) >= copy_run and _contains_run(title_words, value_words))

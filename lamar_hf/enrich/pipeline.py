@@ -22,7 +22,7 @@ from datasets import Dataset, Features, Value, concatenate_datasets
 from tqdm.auto import tqdm
 
 from .. import __version__
-from .config import GREEDY, RETRY, DecodingSettings, resolve_signals, stable_hash
+from .config import DEFAULT_DECODING, RETRY, DecodingSettings, resolve_signals, stable_hash
 from .generator import GeneratedText, Generator
 from .parsing import describe_problems, find_problems, parse_answer
 from .prompts import Exemplar, PromptBuilder, clean_text, has_metadata
@@ -85,21 +85,21 @@ def _generate_chunk(batch: dict, generator: Generator, builder: PromptBuilder, d
                     retry_decoding: DecodingSettings | None, progress) -> dict:
     """The ``map`` function: generate, parse, validate, retry the failures once."""
     names = [spec.name for spec in builder.signals]
-    labels = [f"{name}:" for name in names]
     size = len(batch["prompt_key"])
     items = [{key: batch[key][row] for key in batch} for row in range(size)]
     conversations = [builder.messages(item) for item in items]
     judge = _RowJudge(builder)
-    results = generator.generate_rows(conversations, decoding, progress=progress, answer_labels=labels)
+    results = generator.generate_rows(conversations, decoding, progress=progress, answer_signals=builder.signals)
     outcomes = [judge.judge(result, clean_text(item.get("title"))) for result, item in zip(results, items)]
     statuses = ["ok" if not problems else "failed" for _, problems in outcomes]
     used = [decoding] * size
     answers = [result.text for result in results]
 
     failed = [row for row in range(size) if statuses[row] == "failed"]
+    first_problems_text: dict[int, str] = {}
     if failed and retry_decoding is not None:
         retries = generator.generate_rows([conversations[row] for row in failed], retry_decoding,
-                                          answer_labels=labels)
+                                          answer_signals=builder.signals)
         for row, result in zip(failed, retries):
             signals, problems = judge.judge(result, clean_text(items[row].get("title")))
             first_problems = outcomes[row][1]
@@ -109,12 +109,15 @@ def _generate_chunk(batch: dict, generator: Generator, builder: PromptBuilder, d
                 used[row] = retry_decoding
                 answers[row] = result.text
             statuses[row] = "retried" if not problems else "failed"
+            if not problems:
+                first_problems_text[row] = "first answer: " + describe_problems(first_problems)
 
     out = {"prompt_key": batch["prompt_key"]}
     for name in names:
         out[name] = [None if name in problems else signals[name] for signals, problems in outcomes]
     out["status"] = statuses
-    out["status_detail"] = [describe_problems(problems) or None for _, problems in outcomes]
+    out["status_detail"] = [first_problems_text.get(row) or describe_problems(problems) or None
+                            for row, (_, problems) in enumerate(outcomes)]
     out["decoding"] = [json.dumps(settings.to_dict(), sort_keys=True) for settings in used]
     out["answer"] = answers
     return out
@@ -132,11 +135,12 @@ def enrich_items(
     signals=None,
     prompt: PromptBuilder | None = None,
     exemplars: Sequence[Exemplar] | None = None,
-    decoding: DecodingSettings = GREEDY,
+    decoding: DecodingSettings = DEFAULT_DECODING,
     retry_decoding: DecodingSettings | None = RETRY,
     cache_dir=None,
     chunk_size: int = 512,
     progress: bool = True,
+    keep_answers: bool = False,
 ) -> Dataset:
     """Generate the signals of every item: one row per item with ``item_id``, one column per signal,
     ``status`` (ok / retried / failed), ``status_detail`` and provenance columns.
@@ -146,7 +150,7 @@ def enrich_items(
     generated once. With ``cache_dir`` every chunk of ``chunk_size`` distinct prompts is cached
     there: a re-run or a resumed run loads finished chunks instead of generating them. Rows whose
     answer is unusable keep ``None`` for the failing signals and say why in ``status_detail``;
-    nothing raises for a bad row.
+    nothing raises for a bad row. ``keep_answers`` adds the raw answer text as a column ``answer``.
     """
     builder = prompt or generator.prompt or PromptBuilder(signals=resolve_signals(signals),
                                                           exemplars=tuple(exemplars or ()))
@@ -192,7 +196,10 @@ def enrich_items(
         "prompt_version": builder.version,
         "lamar_hf_version": __version__,
     }
-    output = {name: [] for name in signal_features(names)}
+    features = signal_features(names)
+    if keep_answers:
+        features["answer"] = Value("string")
+    output = {name: [] for name in features}
     for row, key in zip(rows, keys):
         result = by_key.get(key) if key is not None else None
         output["item_id"].append(row["item_id"])
@@ -203,7 +210,9 @@ def enrich_items(
         output["decoding"].append(result["decoding"] if result else None)
         for name, value in constant.items():
             output[name].append(value)
-    return Dataset.from_dict(output, features=signal_features(names))
+        if keep_answers:
+            output["answer"].append(result["answer"] if result else None)
+    return Dataset.from_dict(output, features=features)
 
 
 def _chunk_fingerprint(run_fingerprint: str, chunk: list[dict]) -> str:
