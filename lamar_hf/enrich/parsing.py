@@ -15,6 +15,9 @@ from collections.abc import Iterable, Sequence
 
 from .config import SignalSpec
 
+# Bump when the rules of find_problems change: it is part of the cache fingerprint of enrich_items.
+RULES_VERSION = 2
+
 _LABEL_LINE = re.compile(r"^[\s\-*#>•\d.)]*\**\s*([A-Za-z][A-Za-z _]{0,30}?)\s*\**\s*[:：]\s*(.*)$")
 _WORD = re.compile(r"\w+(?:['’]\w+)*", re.UNICODE)
 
@@ -72,6 +75,12 @@ def _contains_run(haystack: list[str], needle: list[str]) -> bool:
     return any(haystack[start : start + size] == needle for start in range(len(haystack) - size + 1))
 
 
+def _shares_run(value_words: list[str], title_words: list[str], size: int) -> bool:
+    """Whether ``size`` consecutive words of the value appear, in order, in the title."""
+    return any(_contains_run(title_words, value_words[start : start + size])
+               for start in range(len(value_words) - size + 1))
+
+
 def _repeats_a_word(value_words: list[str], times: int = 3) -> bool:
     # "10-10-10-10", "bath with a bath with a bath": a small model looping, not a phrase.
     counts: dict[str, int] = {}
@@ -116,7 +125,7 @@ def find_problems(
             problems[spec.name] = "repeats a word three times"
         elif title_words and (
             value_words == title_words
-            or (len(value_words) >= copy_run and _contains_run(title_words, value_words))
+            or _shares_run(value_words, title_words, copy_run)
             or (len(title_words) >= 3 and _contains_run(value_words, title_words))
         ):
             problems[spec.name] = "copy of the title"

@@ -24,7 +24,7 @@ from tqdm.auto import tqdm
 from .. import __version__
 from .config import DEFAULT_DECODING, RETRY, DecodingSettings, resolve_signals, stable_hash
 from .generator import GeneratedText, Generator
-from .parsing import describe_problems, find_problems, parse_answer
+from .parsing import RULES_VERSION, describe_problems, find_problems, parse_answer
 from .prompts import Exemplar, PromptBuilder, clean_text, has_metadata
 
 logger = logging.getLogger(__name__)
@@ -183,6 +183,7 @@ def enrich_items(
         "decoding": decoding.to_dict(),
         "retry": retry_decoding.to_dict() if retry_decoding else None,
         "lamar_hf": __version__,
+        "validation_rules": RULES_VERSION,
     })
     results = _run_chunks(work, generator, builder, decoding, retry_decoding, run_fingerprint, cache_dir,
                           chunk_size, progress)
