@@ -1,8 +1,15 @@
 """The recommender architectures the trainer knows: how to configure each and how to feed it.
 
-Every backbone's model takes ``input_ids`` and ``labels`` (see :mod:`lamar_hf.training.data`) and returns
-``loss`` and ``logits`` over all items at the labelled positions, so training, evaluation and publishing are
-the same code for all of them. A new backbone is one :func:`register_backbone` call.
+Training, evaluation and publishing are the same code for every backbone; a new one is one
+:func:`register_backbone` call (plus its ``AutoConfig`` / ``AutoModel`` registration in :mod:`lamar_hf.models`).
+What the trainer expects of a backbone's model:
+
+- ``model(input_ids=..., labels=...)`` with the batches of its ``collator``; ``labels`` is ``-100`` wherever
+  nothing is predicted. It returns ``loss`` and ``logits`` ``[labelled positions, num_items + 1 (+ extra
+  tokens)]`` in row-major order, ``-inf`` in every column that is not a real item (padding, a mask token).
+- Its evaluation examples label exactly one position per row (the target), so that
+  :func:`lamar_hf.training.rank_targets` turns each batch of logits into target ranks at once.
+- Its config has ``num_items`` and ``max_history_length`` and a ``model_type`` unique to the backbone.
 """
 
 from __future__ import annotations
