@@ -6,6 +6,9 @@
 - :class:`ChatServer` answers ``POST /v1/chat/completions`` (the OpenAI / TGI format) on
   127.0.0.1 with a free port, generating with a :class:`~lamar_hf.enrich.TransformersGenerator`
   over the tiny Llama. A message containing ``FAIL-ME`` gets an HTTP 500, for error handling.
+- :class:`RuleGenerator` is a real :class:`~lamar_hf.enrich.Generator` that writes well-formed
+  answers from the item's metadata by rule, counts its calls, and can be told to misbehave
+  (raise, answer nothing, copy the title until retried, be interrupted after N calls).
 
 Run it by hand with ``python tests/chat_server.py`` (prints the URL, stops on Ctrl-C).
 """
@@ -16,6 +19,8 @@ import json
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+from lamar_hf.enrich import Generator
 
 CHATML = (
     "{% for message in messages %}{% if loop.first and messages[0]['role'] != 'system' %}"
@@ -67,6 +72,59 @@ def tiny_llama(tokenizer, seed: int = 0, layers: int = 2):
     return LlamaForCausalLM(config).eval()
 
 
+def _field(conversation: list[dict], name: str) -> str:
+    for line in conversation[-1]["content"].splitlines():
+        if line.startswith(f"{name}: "):
+            return line[len(name) + 2:]
+    return ""
+
+
+class RuleGenerator(Generator):
+    """A generator that answers by rule from the item's ``Title:`` and ``Category:`` lines.
+
+    ``calls`` counts ``generate`` calls and ``prompts`` the conversations answered. Misbehaviour:
+    ``raise_on`` (a text: a conversation containing it raises), ``empty_on`` (answers ""),
+    ``copy_title_first`` (greedy answers copy the title; sampled retries are fine),
+    ``interrupt_after`` (raise KeyboardInterrupt on that call, like a killed run).
+    """
+
+    def __init__(self, raise_on: str | None = None, empty_on: str | None = None, copy_title_first: bool = False,
+                 interrupt_after: int | None = None, model_id: str = "rule-generator"):
+        self.raise_on, self.empty_on = raise_on, empty_on
+        self.copy_title_first = copy_title_first
+        self.interrupt_after = interrupt_after
+        self.model_id, self.revision, self.adapter, self.prompt = model_id, "v1", None, None
+        self.calls = 0
+        self.prompts = 0
+        self.seen: list[list[dict]] = []
+
+    def generate(self, conversations, decoding=None, progress=None, answer_signals=None):
+        self.calls += 1
+        if self.interrupt_after is not None and self.calls >= self.interrupt_after:
+            raise KeyboardInterrupt("simulated kill")
+        texts = []
+        for conversation in conversations:
+            text = conversation[-1]["content"]
+            if self.raise_on and self.raise_on in text:
+                raise RuntimeError(f"backend failure on {self.raise_on!r}")
+            self.prompts += 1
+            self.seen.append(conversation)
+            if self.empty_on and self.empty_on in text:
+                texts.append("")
+                continue
+            title = _field(conversation, "Title")
+            leaf = (_field(conversation, "Category").split(" > ")[-1] or "beauty").lower()
+            noun = (title.split()[-1] if title else leaf).lower()
+            if self.copy_title_first and decoding is not None and not decoding.do_sample and title:
+                texts.append(f"scenario: {title}\nintent: get {noun} results\ntopic: {leaf} item")
+                continue
+            texts.append(f"scenario: a shopper using the {noun} at home\nintent: get {noun} results quickly\n"
+                         f"topic: {leaf} item")
+        if progress is not None:
+            progress.update(len(conversations))
+        return texts
+
+
 class _Handler(BaseHTTPRequestHandler):
     server: "_Server"
 
@@ -82,7 +140,7 @@ class _Handler(BaseHTTPRequestHandler):
         self.wfile.write(data)
 
     def do_POST(self):
-        from lamar_hf.enrich.config import DecodingSettings
+        from lamar_hf.enrich import DecodingSettings
 
         if not self.path.rstrip("/").endswith("/chat/completions"):
             self._reply(404, {"error": f"no route {self.path}"})

