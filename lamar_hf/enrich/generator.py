@@ -327,13 +327,16 @@ class EndpointGenerator(Generator):
     the server expects (if it serves several). Requests run ``max_workers`` at a time. Greedy
     decoding is sent as ``temperature=0``; sampling sends ``temperature``, ``top_p`` and ``seed``.
     Repetition penalties are not part of the chat-completions API and are mapped to
-    ``frequency_penalty``.
+    ``frequency_penalty``. It talks HTTP through ``huggingface_hub``, so ``HF_HUB_OFFLINE`` must be unset.
     """
 
     def __init__(self, url: str, model: str | None = None, token: str | None = None, max_workers: int = 8,
                  timeout: float = 120.0):
-        from huggingface_hub import InferenceClient
+        from huggingface_hub import InferenceClient, constants
 
+        if constants.is_offline_mode():
+            raise ValueError(f"EndpointGenerator({url}): huggingface_hub is in offline mode (HF_HUB_OFFLINE=1), "
+                             "which blocks every HTTP request, this endpoint's too; unset it for this run")
         self.url = url.rstrip("/")
         self.served_model = model
         self.client = InferenceClient(base_url=self.url, token=token, timeout=timeout)

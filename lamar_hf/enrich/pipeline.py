@@ -227,12 +227,23 @@ def _chunk_fingerprint(run_fingerprint: str, chunk: list[dict]) -> str:
     return stable_hash([run_fingerprint, [row["prompt_key"] for row in chunk]], 32)
 
 
+def process_state():
+    """accelerate's view of this process: under ``accelerate launch`` one of several, else the only one.
+
+    On a machine without a GPU the processes talk over gloo (``cpu=True``); the state is shared,
+    so a script that made its own ``PartialState`` first keeps it.
+    """
+    import torch
+    from accelerate import PartialState
+
+    return PartialState(cpu=not torch.cuda.is_available())
+
+
 def _run_chunks(work, generator, builder, decoding, retry_decoding, run_fingerprint, cache_dir, chunk_size,
                 progress, counts: dict) -> list[dict]:
-    from accelerate import PartialState
     from accelerate.utils import gather_object
 
-    state = PartialState()
+    state = process_state()
     chunks = [work[start : start + chunk_size] for start in range(0, len(work), chunk_size)]
     mine = [index for index in range(len(chunks)) if index % state.num_processes == state.process_index]
     if cache_dir is not None:
