@@ -65,7 +65,8 @@ def read_items(path: Path):
         return load_dataset("parquet", data_files=[str(p) for p in parquet], split="train")
     if path.is_dir() and ((path / "dataset_info.json").is_file() or (path / "state.json").is_file()):
         return load_from_disk(str(path))
-    raise UserError(f"--items {path}: not a prepared benchmark, an items parquet or a saved dataset")
+    raise UserError(f"--items {path}: not a prepared benchmark (run lamar prepare first), an items parquet or a "
+                    "saved dataset")
 
 
 def choose_prompt(args, items, generator, signals):
