@@ -385,7 +385,7 @@ class AnswerFormat:
 
     label_ids: list[list[int]]  # the tokens of each line's label, e.g. "scenario:"
     newline_id: int
-    breaks_line: torch.Tensor  # bool over the vocabulary: the token's text holds a line break
+    breaks_line: frozenset[int]  # the tokens whose text holds a line break
     max_line_tokens: int = 24
     word_limits: list[int] | None = None
     count_words: Callable[[list[int]], int] | None = None
@@ -417,7 +417,7 @@ class _RowState:
                 return None
             self.output.append(proposed)
             return proposed
-        breaks = bool(answer_format.breaks_line[proposed])
+        breaks = proposed in answer_format.breaks_line
         line_ends = proposed in eos or breaks or len(self.line_ids) >= answer_format.max_line_tokens
         if not line_ends and answer_format.word_limits is not None:
             limit = answer_format.word_limits[self.line]

@@ -293,7 +293,7 @@ class TransformersGenerator(Generator):
         """The engine's :class:`AnswerFormat` for one ``name: phrase`` line per signal."""
         if self._breaks_line is None:
             pieces = self.tokenizer.batch_decode([[token] for token in range(len(self.tokenizer))])
-            self._breaks_line = torch.tensor(["\n" in piece for piece in pieces], device=self.device)
+            self._breaks_line = frozenset(token for token, piece in enumerate(pieces) if "\n" in piece)
         newline = self.tokenizer("\n", add_special_tokens=False)["input_ids"]
         if len(newline) != 1:
             raise ValueError(f"{self.model_id}: a line break is {len(newline)} tokens; cannot steer the answer format")
