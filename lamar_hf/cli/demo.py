@@ -1,25 +1,75 @@
-"""``lamar demo``: the main job, run on the embedded defaults with no network."""
+"""``lamar demo``: the main job, the whole pipeline on Amazon Beauty with no network.
+
+1. prepare Amazon Beauty from the P5/S3Rec files;
+2. enrich a sample of items live with the default SmolLM2 (the rest come from the signals committed with the package);
+3. analyse the signals;
+4. train an ID-only and a signal-aware SASRec on a short budget, each tested by full ranking;
+5. write the report;
+6. publish the enriched dataset and the signal-aware model to local folders in the exact Hub layout (dry run).
+"""
 
 from __future__ import annotations
 
+import shutil
 import time
 from pathlib import Path
 
 from . import UserError, add_command
 
 DEFAULT_DATA = Path(__file__).resolve().parents[3] / "shared" / "data" / "amazon_beauty"
+COMMITTED_SIGNALS = Path(__file__).resolve().parents[1] / "resources" / "signals" / "amazon_beauty-v1.parquet"
+SIGNALS_PARQUET = Path("signals") / "train-00000-of-00001.parquet"
 
 
 def add_parser(subparsers) -> None:
     parser = add_command(
         subparsers,
         "demo",
-        help="run the demo pipeline on Amazon Beauty and print where everything is",
+        help="run the whole pipeline on Amazon Beauty (prepare, enrich, analyze, train, report, publish dry-run)",
         example="lamar demo --data ../shared/data/amazon_beauty --out outputs/demo",
         run=run,
     )
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA, help="P5/S3Rec Amazon Beauty folder")
-    parser.add_argument("--out", type=Path, default=Path("outputs/demo"), help="folder for every artefact of the demo")
+    parser.add_argument("--out", type=Path, default=Path("outputs/demo"), help="folder for every artefact")
+    parser.add_argument("--live-items", type=int, default=24, help="items enriched live by the LLM (default 24)")
+    parser.add_argument("--signals", type=Path, default=COMMITTED_SIGNALS,
+                        help="signals for the other items (default: the ones committed with lamar-hf)")
+    parser.add_argument("--epochs", type=int, default=3, help="training epochs of each recommender (default 3)")
+    parser.add_argument("--max-users", type=int, default=None, help="train on the first N users only (quicker)")
+
+
+def merge_signals(committed: Path, live: Path, target: Path) -> dict:
+    """Committed signal rows, with the live rows replacing theirs; written to ``target``. Returns counts."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    live_table = pq.read_table(live)
+    if committed.is_file():
+        base = pq.read_table(committed)
+        keep = pc.invert(pc.is_in(base["item_id"], value_set=live_table["item_id"]))
+        merged = pa.concat_tables([base.filter(keep), live_table.select(base.column_names).cast(base.schema)])
+        merged = merged.sort_by("item_id")
+    else:
+        merged = live_table
+    target.parent.mkdir(parents=True, exist_ok=True)
+    partial = target.with_suffix(".parquet.tmp")
+    pq.write_table(merged, partial)
+    partial.replace(target)
+    return {"rows": merged.num_rows, "live": live_table.num_rows, "committed": merged.num_rows - live_table.num_rows}
+
+
+def step(number: int, total: int, text: str) -> float:
+    print(f"\n[{number}/{total}] {text}", flush=True)
+    return time.perf_counter()
+
+
+def lamar(*argv: str) -> None:
+    from lamar_hf.cli import main
+
+    code = main([str(arg) for arg in argv])
+    if code:
+        raise UserError(f"`lamar {' '.join(map(str, argv))}` failed with exit code {code}")
 
 
 def run(args) -> int:
@@ -28,9 +78,58 @@ def run(args) -> int:
 
     if not args.data.is_dir():
         raise UserError(f"--data {args.data} is not a folder (the demo reads ../shared/data/amazon_beauty by default)")
-    started = time.perf_counter()
+    out, total, started = args.out, 7, time.perf_counter()
+    dataset, live, analysis = out / "beauty", out / "live-signals", out / "analysis"
+    models, report, hub = out / "models", out / "report", out / "hub"
+
+    t = step(1, total, f"prepare Amazon Beauty from {args.data}")
     benchmark = read_p5(args.data)
-    prepared = benchmark.save(args.out / "beauty", overwrite=True)
-    print(f"[1/1] prepared {benchmark.name} in {time.perf_counter() - started:.1f} s → {prepared}")
+    benchmark.save(dataset, overwrite=True)
     print(format_statistics(benchmark.statistics()))
+    print(f"      {time.perf_counter() - t:.1f} s → {dataset}")
+
+    t = step(2, total, f"enrich {args.live_items} items live with SmolLM2-135M-Instruct; the rest from {args.signals}")
+    if live.exists():
+        shutil.rmtree(live)
+    lamar("enrich", "--items", dataset, "--out", live, "--limit", args.live_items)
+    counts = merge_signals(args.signals, live / SIGNALS_PARQUET, dataset / SIGNALS_PARQUET)
+    print(f"      signals: {counts['live']} live + {counts['committed']} committed = {counts['rows']} rows")
+    print(f"      {time.perf_counter() - t:.1f} s → {dataset / SIGNALS_PARQUET}")
+
+    t = step(3, total, "analyse the signals (distinct-n, diversity, novelty, validity)")
+    lamar("analyze", "--signals", dataset, "--items", dataset, "--out", analysis)
+    print(f"      {time.perf_counter() - t:.1f} s → {analysis}")
+
+    budget = ["--num_train_epochs", args.epochs, "--per_device_train_batch_size", 256, "--disable_tqdm", "true",
+              "--early_stopping_patience", 3]
+    if args.max_users:
+        budget += ["--max_users", args.max_users]
+    variants = {
+        "id-only": [],
+        "signals+metadata": ["--signals", "scenario,intent,topic", "--use_metadata", "--fusion", "add"],
+    }
+    for number, (label, options) in enumerate(variants.items(), start=4):
+        t = step(number, total, f"train and test SASRec {label} ({args.epochs} epochs, full ranking)")
+        lamar("train", "--dataset", dataset, "--output_dir", models / label, *options, *budget)
+        print(f"      {time.perf_counter() - t:.1f} s → {models / label}")
+
+    t = step(6, total, "write the report")
+    lamar("report", "--dataset", dataset, "--analysis", analysis, "--out", report,
+          *[arg for label in variants for arg in ("--model", f"{label}={models / label}")])
+    print(f"      {time.perf_counter() - t:.1f} s → {report}")
+
+    t = step(7, total, "publish the enriched dataset and the model in the exact Hub layout (dry run)")
+    for path in (hub / "dataset", hub / "model"):
+        if path.exists():
+            shutil.rmtree(path)
+    lamar("publish", "dataset", dataset, "--repo-id", "org/lamar-beauty-enriched", "--version", "v1.0.0",
+          "--analysis", analysis / "analysis.json", "--dry-run", hub / "dataset")
+    lamar("publish", "model", models / "signals+metadata", "--repo-id", "org/lamar-sasrec-beauty", "--version", "v1.0.0",
+          "--dataset", "org/lamar-beauty-enriched", "--dataset-revision", "v1.0.0", "--dry-run", hub / "model")
+    print(f"      {time.perf_counter() - t:.1f} s → {hub}")
+
+    print(f"\ndemo finished in {time.perf_counter() - started:.0f} s. Everything is in {out}/:")
+    for label, path in [("prepared dataset + signals", dataset), ("live signals", live), ("signal analysis", analysis),
+                        ("models", models), ("report", report / "report.html"), ("Hub trees (dry run)", hub)]:
+        print(f"  {label:<28} {path}")
     return 0

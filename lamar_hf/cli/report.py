@@ -1,0 +1,94 @@
+"""``lamar report``: one self-contained HTML page and a markdown twin about a dataset, its signals and models."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from . import UserError, add_command
+
+
+def add_parser(subparsers) -> None:
+    parser = add_command(
+        subparsers,
+        "report",
+        help="write report.html (self-contained) and report.md: statistics, example signals, analysis, comparison",
+        example="lamar report --dataset outputs/beauty --analysis outputs/analysis "
+        "--model id-only=outputs/sasrec-id --model signals=outputs/sasrec-signals --out outputs/report",
+        run=run,
+    )
+    parser.add_argument("--dataset", required=True, type=Path, help="a prepared benchmark folder (with signals/)")
+    parser.add_argument("--analysis", type=Path, help="folder written by `lamar analyze --out` (analysis.json, PNGs)")
+    parser.add_argument("--model", action="append", default=[], metavar="LABEL=DIR",
+                        help="a `lamar train` output folder (results.json) to compare; repeat for each model")
+    parser.add_argument("--experiment", type=Path, help="benchmarks/results/beauty_experiment.json to include")
+    parser.add_argument("--examples", type=int, default=5, help="random example items to show (default 5)")
+    parser.add_argument("--title", default=None, help="page title")
+    parser.add_argument("--out", required=True, type=Path, help="output folder")
+
+
+def comparison_rows(models: list[str], experiment: Path | None) -> tuple[list[dict], dict]:
+    rows, provenance = [], {}
+    for spec in models:
+        label, sep, folder = spec.partition("=")
+        if not sep:
+            raise UserError(f"--model expects LABEL=DIR, got {spec!r}")
+        results_path = Path(folder) / "results.json"
+        if not results_path.is_file():
+            raise UserError(f"--model {label}: {results_path} not found (a folder written by `lamar train`)")
+        results = json.loads(results_path.read_text())
+        row = {"variant": label}
+        row.update({k: v for k, v in results["test"].items() if "@" in k})
+        row["best epoch"] = results.get("best_epoch")
+        rows.append(row)
+        from lamar_hf.report import artefact
+
+        provenance[f"model: {label}"] = artefact(folder, backbone=results.get("model_args", {}).get("backbone"),
+                                                 seed=results.get("seed"), epochs=results.get("epochs"))
+    if experiment:
+        if not experiment.is_file():
+            raise UserError(f"--experiment {experiment} not found")
+        summary = json.loads(experiment.read_text())["summary"]
+        for backbone, variants in summary.items():
+            for variant, entry in variants.items():
+                row = {"variant": f"{backbone} · {variant} (3 seeds)"}
+                for metric in ("recall@10", "recall@20", "ndcg@10", "ndcg@20"):
+                    row[metric] = entry[metric]["mean"]
+                    row[f"{metric}_std"] = entry[metric]["std"]
+                rows.append(row)
+        from lamar_hf.report import artefact
+
+        provenance["experiment"] = artefact(experiment)
+    return rows, provenance
+
+
+def run(args) -> int:
+    from lamar_hf.data import load_prepared
+    from lamar_hf.report import ReportInputs, artefact, pick_examples, render_report
+
+    if not args.dataset.is_dir():
+        raise UserError(f"--dataset {args.dataset} is not a folder")
+    benchmark = load_prepared(args.dataset)
+    inputs = ReportInputs(title=args.title or f"lamar-hf report: {benchmark.name}", statistics=benchmark.statistics())
+    inputs.provenance["dataset"] = artefact(args.dataset, source=json.dumps(benchmark.source.get("files", [])))
+    if benchmark.signals is not None:
+        signals = benchmark.signals.to_list()
+        inputs.examples = pick_examples(benchmark.items, signals, args.examples)
+        first = signals[0]
+        inputs.provenance["signals"] = artefact(
+            args.dataset / "signals" / "train-00000-of-00001.parquet",
+            **{k: first[k] for k in ("generator", "generator_revision", "adapter", "prompt_version", "decoding")
+               if k in first},
+        )
+    if args.analysis:
+        analysis_file = args.analysis / "analysis.json"
+        if not analysis_file.is_file():
+            raise UserError(f"--analysis {args.analysis} has no analysis.json (run `lamar analyze --out`)")
+        inputs.analysis = json.loads(analysis_file.read_text())
+        inputs.analysis_plots = sorted(args.analysis.glob("*.png"))
+        inputs.provenance["analysis"] = artefact(analysis_file)
+    inputs.comparison, model_provenance = comparison_rows(args.model, args.experiment)
+    inputs.provenance.update(model_provenance)
+    html_path, md_path = render_report(inputs, args.out)
+    print(f"report: {html_path} and {md_path}")
+    return 0
