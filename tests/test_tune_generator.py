@@ -162,10 +162,8 @@ def tuned(tiny, tmp_path_factory):
 
 
 def test_labels_cover_only_the_answer(tiny):
-    from lamar_hf.enrich.prompts import PromptBuilder
-
     tokenizer = tiny.get_tokenizer()
-    prompt = PromptBuilder().zero_shot()
+    prompt = tuner.tuned_prompt(["scenario", "intent", "topic"])
     title, brand, path, price = PRODUCTS[0]
     item = {"item_id": 1, "title": title, "brand": brand, "categories": path, "price": price, "description": None}
     signals = dict(zip(("scenario", "intent", "topic"), SIGNALS[0]))
@@ -211,7 +209,8 @@ def test_saved_adapter_folder_has_prompt_card_and_no_checkpoints(tuned):
     config = json.loads((adapter / "adapter_config.json").read_text())
     assert config["r"] == 4 and sorted(config["target_modules"]) == ["k_proj", "o_proj", "q_proj", "v_proj"]
     card = (adapter / "README.md").read_text()
-    assert f"base_model: {model_args.base_model}" in card
+    assert f"base_model: {model_args.base_model}" in card and tuner.SHORT_SYSTEM in card
+    assert config["base_model_name_or_path"] == model_args.base_model
     assert "library_name: peft" in card
     assert f"{result.validation_loss_best:.4f}" in card and "| LoRA rank r | 4 |" in card
     assert json.loads((adapter / "tune_results.json").read_text())["steps"] == result.steps
@@ -220,13 +219,12 @@ def test_saved_adapter_folder_has_prompt_card_and_no_checkpoints(tuned):
 def test_saved_adapter_reloads_with_identical_generations(tuned, tiny):
     from lamar_hf.enrich.config import DecodingSettings
     from lamar_hf.enrich.generator import TransformersGenerator
-    from lamar_hf.enrich.prompts import PromptBuilder
-
     result, _, (model_args, data_args, _), _ = tuned
     tokenizer = tiny.get_tokenizer()
     items = [{"title": title, "brand": brand, "categories": path, "price": price}
              for title, brand, path, price in PRODUCTS[8:]]
-    prompt = PromptBuilder().zero_shot()
+    prompt = tuner.tuned_prompt(["scenario", "intent", "topic"])
+    assert prompt.mode == "zero-shot" and prompt.system == tuner.SHORT_SYSTEM
     trained = result.model.eval()
     in_memory = []
     for item in items:

