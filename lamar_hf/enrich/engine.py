@@ -2,9 +2,14 @@
 
 Why not one ``model.generate`` call per batch: every few-shot prompt starts with the same long
 prefix (system message and exemplars), and on a CPU most of the work is that prefix. This loop
-computes the prefix's key/value cache once, runs only each item's own tokens on top of it, drops
-rows from the batch as soon as they finish, and stops when every row has finished. Rows are
-sorted by length and left-padded so that little compute goes into padding.
+
+- computes the prefix's key/value cache once (batch of 1) and runs only each item's own tokens;
+- lets every row attend to that prefix without copying it per row (:func:`shared_prefix_attention`,
+  plugged in through transformers' attention interface; models without one get a per-row copy);
+- sorts rows by length and left-pads them, drops rows from the batch as soon as they finish, and
+  stops when every row has finished;
+- optionally writes the answer's line labels itself (:class:`AnswerFormat`), so a small model
+  always answers in the format and stops after the last line.
 """
 
 from __future__ import annotations
@@ -243,15 +248,14 @@ class DecodingEngine:
         self,
         prompts: Sequence[Sequence[int]],
         decoding: DecodingSettings,
-        penalised_ids: Sequence[Sequence[int]] | None = None,
         exempt_ids: Sequence[int] = (),
         answer_format: AnswerFormat | None = None,
         progress=None,
     ) -> list[list[int]]:
         """Generate the answer tokens (without the end-of-sequence token) for each prompt.
 
-        ``penalised_ids`` are per prompt the tokens the repetition penalty applies to (besides the
-        answer so far); ``exempt_ids`` are never penalised (the answer format's own tokens).
+        The repetition penalty applies to each row's answer so far, except ``exempt_ids`` (the
+        answer format's own tokens).
         ``answer_format`` makes the engine write the answer's line labels itself (see
         :class:`AnswerFormat`). ``progress`` (a tqdm bar) is advanced by one per finished prompt.
         """
@@ -280,7 +284,6 @@ class DecodingEngine:
                 [prompts[row] for row in rows],
                 prefix,
                 decoding,
-                [penalised_ids[row] for row in rows] if penalised_ids is not None else None,
                 exempt_ids,
                 answer_format,
                 stats,
@@ -318,7 +321,7 @@ class DecodingEngine:
         logits = self._forward(input_ids, attention_mask, positions, cache, stats, prefix)
         return cache, attention_mask, positions[:, -1] + 1, logits
 
-    def _generate_batch(self, prompts, prefix, decoding, penalised_ids, exempt_ids, answer_format, stats):
+    def _generate_batch(self, prompts, prefix, decoding, exempt_ids, answer_format, stats):
         device = self.device
         batch = len(prompts)
         cache, attention_mask, next_position, logits = self._start_cache(prompts, prefix, stats)
@@ -327,13 +330,9 @@ class DecodingEngine:
         penalised = exempt_mask = None
         if decoding.repetition_penalty != 1.0:
             penalised = torch.zeros((batch, vocabulary), dtype=torch.bool, device=device)
-            for row in range(batch):
-                if penalised_ids is not None and len(penalised_ids[row]):
-                    penalised[row, torch.tensor(list(penalised_ids[row]), device=device)] = True
             exempt_mask = torch.zeros(vocabulary, dtype=torch.bool, device=device)
             if exempt_ids:
                 exempt_mask[torch.tensor(sorted(set(exempt_ids)), device=device)] = True
-            penalised &= ~exempt_mask
         generators = ([_row_generator(decoding.seed, prompt, device) for prompt in prompts]
                       if decoding.do_sample else None)
 

@@ -200,7 +200,9 @@ class TransformersGenerator(Generator):
     id or a local folder, or an already loaded model (then pass ``tokenizer`` too). ``adapter``: a
     peft adapter folder or id, merged into the weights for inference; if the folder holds
     ``lamar_prompt.json``, that prompt format becomes :attr:`prompt`. ``device``: ``auto``, ``cpu``
-    or ``cuda``; ``dtype``: ``auto``, ``float32``, ``bfloat16`` or ``float16``.
+    or ``cuda``; ``dtype``: ``auto``, ``float32``, ``bfloat16`` or ``float16``. An already loaded
+    model is used in place: moved to ``device`` / ``dtype``, and switched to lamar's shared-prefix
+    attention (plain SDPA for every ordinary call).
     """
 
     def __init__(self, model=DEFAULT_GENERATOR, adapter=None, tokenizer=None, device: str = "auto",
@@ -286,7 +288,7 @@ class TransformersGenerator(Generator):
                              for message in conversation if message["role"] == "system"
                              for token in self._content_ids(message)})
         answer_format = self.answer_format(answer_signals, decoding.clip_words) if answer_signals else None
-        answers = self.engine.generate(prompts, decoding, None, exempt or (), answer_format, progress=progress)
+        answers = self.engine.generate(prompts, decoding, exempt or (), answer_format, progress=progress)
         return [self.tokenizer.decode(answer, skip_special_tokens=True).strip() for answer in answers]
 
     def answer_format(self, signals: Sequence[SignalSpec], clip_words: bool = False) -> AnswerFormat:

@@ -1,0 +1,1 @@
+"""Fixed few-shot exemplar files (jsonl), one per benchmark."""

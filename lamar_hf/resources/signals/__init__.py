@@ -1,0 +1,1 @@
+"""Generated signals committed with the repository (parquet), so later work need not regenerate them."""
