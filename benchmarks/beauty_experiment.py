@@ -186,7 +186,7 @@ def write_markdown(path: Path, summary: dict, config: dict) -> None:
                          + ", ".join(f"{e:g}" for e in entry["epochs"]) + " |")
     lines.append("")
     for backbone, variants in summary.items():
-        best = max((v for v in variants if v != "id-only"), key=lambda v: variants[v]["recall@20"]["mean"], default=None)
+        best = max((v for v in variants if "signals" in v), key=lambda v: variants[v]["recall@20"]["mean"], default=None)
         if best and variants[best].get("recall@20_gain_over_id") is not None:
             gain = variants[best]["recall@20_gain_over_id"]
             verdict = "meets" if gain >= PAPER_GAIN else "does not meet"
@@ -240,8 +240,10 @@ def run(options) -> None:
     unknown = [v for v in variants if v not in VARIANTS]
     if unknown:
         raise SystemExit(f"unknown variant {unknown[0]!r}; choose from {', '.join(VARIANTS)}")
-    model = {"hidden_size": options.hidden_size, "num_hidden_layers": options.num_hidden_layers,
-             "hidden_dropout_prob": options.dropout, "attention_dropout_prob": options.dropout}
+    # Unset options keep each backbone's own defaults (GRU4Rec: 1 layer, dropout 0.3; BERT4Rec: dropout 0.2; ...).
+    model = {key: value for key, value in {
+        "hidden_size": options.hidden_size, "num_hidden_layers": options.num_hidden_layers,
+        "hidden_dropout_prob": options.dropout, "attention_dropout_prob": options.dropout}.items() if value is not None}
     threads = max(1, (os.cpu_count() or 1) // options.jobs)
     jobs = [
         {"backbone": backbone, "variant": variant, "seed": seed, "inputs": str(inputs), "work": str(work), "device": options.device,
@@ -282,6 +284,29 @@ def run(options) -> None:
     out.mkdir(parents=True, exist_ok=True)
     rows.sort(key=lambda row: (backbones.index(row["backbone"]), list(VARIANTS).index(row["variant"]), row["seed"]))
     (out / f"{options.name}.json").write_text(json.dumps({"config": config, "summary": summary, "runs": rows}, indent=2) + "\n")
+    write_report(out / f"{options.name}.json")
+
+
+def collect(options) -> None:
+    """Summarise finished runs kept as ``{"job", "result"}`` JSON files, wherever they were trained."""
+    finished = [json.loads(path.read_text()) for folder in options.runs for path in sorted(Path(folder).glob("*-seed*.json"))]
+    if not finished:
+        raise SystemExit(f"no finished runs in {', '.join(options.runs)}")
+    rows = [entry["result"] for entry in finished]
+    jobs = [entry["job"] for entry in finished]
+    backbones = list(dict.fromkeys(job["backbone"] for job in jobs))
+    rows.sort(key=lambda row: (backbones.index(row["backbone"]), list(VARIANTS).index(row["variant"]), row["seed"]))
+    config = {
+        "num_items": json.loads(_safetensors_header(Path(options.inputs) / SEQUENCES_FILE))["num_items"],
+        "users": _users(Path(options.inputs)), "seeds": sorted({job["seed"] for job in jobs}),
+        "fusion": jobs[0]["fusion"], "max_epochs": max(job["max_epochs"] for job in jobs),
+        "patience": jobs[0]["patience"], "device": ", ".join(sorted({row["device"] for row in rows})),
+        "backbones": backbones, "max_users": None,
+        "command": "python benchmarks/beauty_experiment.py " + " ".join(sys.argv[1:]),
+    }
+    out = Path(options.results_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / f"{options.name}.json").write_text(json.dumps({"config": config, "summary": summarize(rows), "runs": rows}, indent=2) + "\n")
     write_report(out / f"{options.name}.json")
 
 
@@ -334,9 +359,14 @@ def main() -> None:
     r.add_argument("--patience", type=int, default=10)
     r.add_argument("--max_users", type=int, default=None, help="first N users only (smoke runs)")
     r.add_argument("--hidden_size", type=int, default=64)
-    r.add_argument("--num_hidden_layers", type=int, default=2)
-    r.add_argument("--dropout", type=float, default=0.5)
+    r.add_argument("--num_hidden_layers", type=int, default=None, help="default: the backbone's own")
+    r.add_argument("--dropout", type=float, default=None, help="hidden and attention dropout (default: the backbone's own)")
     r.add_argument("--force", action="store_true", help="redo runs that already have results")
+    g = commands.add_parser("collect", help="summarise finished per-run JSON files (e.g. from several machines)")
+    g.add_argument("--runs", nargs="+", required=True, help="folders holding <backbone>-<variant>-seed<N>.json files")
+    g.add_argument("--inputs", default=str(REPO / "outputs" / "beauty_experiment_inputs"))
+    g.add_argument("--results_dir", default=str(RESULTS))
+    g.add_argument("--name", default="beauty_experiment")
     c = commands.add_parser("report", help="rewrite the table and chart from a results JSON")
     c.add_argument("--json", default=str(RESULTS / "beauty_experiment.json"))
     options = parser.parse_args()
@@ -344,6 +374,8 @@ def main() -> None:
         prepare(options)
     elif options.command == "run":
         run(options)
+    elif options.command == "collect":
+        collect(options)
     else:
         write_report(Path(options.json))
 
