@@ -211,3 +211,43 @@ def test_exemplar_candidates_come_from_the_largest_category_clusters():
                                                                    "Beauty > Makeup"]
     assert all(len(cluster) == 2 for cluster in picks)
     assert picks == select_exemplar_items(rows, k=3, per_cluster=2, seed=0)  # seeded
+
+
+def test_auto_cot_keeps_one_validated_exemplar_per_cluster():
+    from lamar_hf.enrich import Generator, build_exemplars
+    from lamar_hf.enrich.exemplars import ANSWER_REQUEST
+
+    class Reasoner(Generator):
+        """Reasons on the chain-of-thought prompt, then answers; copies the title for 'Bad' items."""
+
+        model_id = "reasoner"
+
+        def __init__(self):
+            self.requests = []
+
+        def generate(self, conversations, decoding=None, progress=None, answer_signals=None):
+            texts = []
+            for conversation in conversations:
+                self.requests.append(conversation)
+                title = conversation[1]["content"].splitlines()[0].removeprefix("Title: ")
+                if conversation[-1]["content"] != ANSWER_REQUEST:
+                    assert "Let's think step by step" in conversation[-1]["content"]
+                    texts.append(f"People buy {title}. They use it daily. It helps. This sentence is cut.")
+                elif title.startswith("Bad"):
+                    texts.append(f"scenario: {title}\nintent: x\ntopic: y")
+                else:
+                    texts.append(f"Thinking done.\nscenario: using {title.split()[-1]} at home\n"
+                                 f"intent: enjoy {title.split()[-1]}\ntopic: {title.split()[-1]} kit")
+            return texts
+
+    rows = [{"item_id": 1, "title": "Bad copied product one", "brand": "Acme", "categories": ["Beauty", "Skin"]},
+            {"item_id": 2, "title": "Good face cream", "brand": "Acme", "categories": ["Beauty", "Skin"]},
+            {"item_id": 3, "title": "Good hair gel", "brand": "Acme", "categories": ["Beauty", "Hair"]}]
+    reasoner = Reasoner()
+    exemplars = build_exemplars(rows, reasoner, k=2, per_cluster=2, seed=1)
+    assert [exemplar.item_id for exemplar in exemplars] == [2, 3]
+    assert exemplars[0].signals == {"scenario": "using cream at home", "intent": "enjoy cream", "topic": "cream kit"}
+    assert exemplars[0].rationale == "People buy Good face cream. They use it daily. It helps."  # three sentences
+    assert len(reasoner.requests) == 6  # 3 candidates, reasoning then answering
+    builder = PromptBuilder(exemplars=exemplars)
+    assert builder.mode == "few-shot" and "using cream at home" in builder.exemplar_answers()

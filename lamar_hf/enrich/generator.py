@@ -209,7 +209,6 @@ class TransformersGenerator(Generator):
                  dtype="auto", batch_size: int = 32, use_prefix_cache: bool = True, cache_dir=None):
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
-
         self.device = resolve_device(device)
         self.dtype = resolve_dtype(dtype, self.device)
         if isinstance(model, (str, os.PathLike)):
@@ -249,7 +248,6 @@ class TransformersGenerator(Generator):
         self._breaks_line = None
         self.engine = DecodingEngine(self.model, sorted(eos_ids), self.tokenizer.pad_token_id,
                                      batch_size=batch_size, use_prefix_cache=use_prefix_cache)
-        torch.set_grad_enabled(False)
 
     def _merge_adapter(self, model, adapter):
         from peft import PeftModel
@@ -257,10 +255,19 @@ class TransformersGenerator(Generator):
         adapter_path = Path(str(adapter))
         merged = PeftModel.from_pretrained(model, str(adapter)).merge_and_unload()
         self.adapter = str(adapter)
+        prompt_file = None
         if adapter_path.is_dir():
             self.adapter = f"{adapter} (sha256:{folder_hash(adapter_path)[:16]})"
-            if (adapter_path / PROMPT_FILE).is_file():
-                self.prompt = PromptBuilder.load(adapter_path / PROMPT_FILE)
+            prompt_file = adapter_path / PROMPT_FILE if (adapter_path / PROMPT_FILE).is_file() else None
+        else:  # a Hub repository: its prompt file, if it has one (and it can be had)
+            from huggingface_hub import hf_hub_download
+
+            try:
+                prompt_file = hf_hub_download(str(adapter), PROMPT_FILE)
+            except Exception:  # noqa: BLE001 - no prompt file, offline, ...: the caller's prompt is used
+                prompt_file = None
+        if prompt_file is not None:
+            self.prompt = PromptBuilder.load(prompt_file)
         return merged
 
     @property
