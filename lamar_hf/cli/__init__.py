@@ -63,10 +63,13 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     try:
         return int(args.run(args) or 0)
-    except (UserError, FileNotFoundError, ValueError) as error:
+    except (UserError, OSError, ValueError) as error:
         if args.debug:
             raise
-        print(f"lamar {args.command}: error: {error}", file=sys.stderr)
+        # Library errors (e.g. a model that is neither on disk nor in the cache while offline) span several
+        # lines; the first one says what went wrong.
+        message = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        print(f"lamar {args.command}: error: {message}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"lamar {args.command}: interrupted", file=sys.stderr)

@@ -34,7 +34,7 @@ def add_parser(subparsers) -> None:
     parser.add_argument("--live-items", type=int, default=24, help="items enriched live by the LLM (default 24)")
     parser.add_argument("--signals", type=Path, default=COMMITTED_SIGNALS,
                         help="signals for the other items (default: the ones committed with lamar-hf)")
-    parser.add_argument("--epochs", type=int, default=3, help="training epochs of each recommender (default 3)")
+    parser.add_argument("--epochs", type=int, default=2, help="training epochs of each recommender (default 2)")
     parser.add_argument("--max-users", type=int, default=None, help="train on the first N users only (quicker)")
 
 
