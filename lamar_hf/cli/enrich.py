@@ -101,14 +101,16 @@ def run(args) -> int:
     from ..enrich.generator import lamar_home
     from ..enrich.pipeline import enrich_items, status_counts, write_signals
 
-    items = read_items(args.items)
+    all_items = read_items(args.items)
+    items = all_items
     if args.limit is not None:
-        items = items.select(range(min(args.limit, len(items))))
+        items = all_items.select(range(min(args.limit, len(all_items))))
     signals = resolve_signals(args.signals)
     options = {} if (args.generator or "").startswith("http") else {
         "device": args.device, "dtype": args.dtype, "batch_size": args.batch_size}
     generator = load_generator(args.generator, adapter=args.adapter, served_model=args.served_model, **options)
-    prompt = choose_prompt(args, items, generator, signals)
+    # Exemplars refer to items anywhere in the benchmark, not only to the --limit ones.
+    prompt = choose_prompt(args, all_items, generator, signals)
     decoding, retry = DEFAULT_DECODING, None if args.no_retry else RETRY
     if args.max_new_tokens:
         decoding = decoding.with_(max_new_tokens=args.max_new_tokens)
