@@ -35,7 +35,7 @@ def add_parser(subparsers) -> None:
     sub.add_argument("--exemplars", default=None,
                      help="few-shot exemplars: a jsonl file, 'auto' (Auto-CoT with the generator) or 'none' "
                           "(zero-shot). Default: the shipped Amazon Beauty exemplars when these are Beauty items, "
-                          "else 'auto'; a tuned adapter's own prompt always wins")
+                          "else the shipped generic ones (invented products); a tuned adapter's own prompt wins")
     sub.add_argument("--limit", type=int, default=None, help="only the first N items")
     sub.add_argument("--batch-size", type=int, default=64)
     sub.add_argument("--device", default="auto", help="auto, cpu or cuda")
@@ -70,19 +70,22 @@ def read_items(path: Path):
 
 
 def choose_prompt(args, items, generator, signals):
-    from ..enrich import BEAUTY_EXEMPLARS, PromptBuilder, build_exemplars, load_exemplars
+    from ..enrich import BEAUTY_EXEMPLARS, GENERIC_EXEMPLARS, PromptBuilder, build_exemplars, load_exemplars
 
     if generator.prompt is not None:
         logger.info("using the prompt that comes with the adapter (%s)", generator.prompt.mode)
         return generator.prompt
     builder = PromptBuilder(signals=signals)
+    names = [spec.name for spec in builder.signals]
     choice = args.exemplars
     if choice is None:
         try:
-            exemplars = load_exemplars(BEAUTY_EXEMPLARS, items, [spec.name for spec in builder.signals])
-            return builder.with_exemplars(exemplars)
-        except ValueError:
-            choice = "auto"  # not the Beauty items the shipped exemplars refer to
+            return builder.with_exemplars(load_exemplars(BEAUTY_EXEMPLARS, items, names))
+        except ValueError:  # not the Beauty items the shipped exemplars refer to (or other signals)
+            try:
+                return builder.with_exemplars(load_exemplars(GENERIC_EXEMPLARS, items, names))
+            except ValueError:
+                choice = "auto"  # signals the shipped exemplars do not have
     if choice == "none":
         return builder
     if choice == "auto":
@@ -91,7 +94,7 @@ def choose_prompt(args, items, generator, signals):
             logger.warning("Auto-CoT gave no valid exemplar; the prompt is zero-shot")
         return builder.with_exemplars(exemplars)
     try:
-        return builder.with_exemplars(load_exemplars(Path(choice), items, [spec.name for spec in builder.signals]))
+        return builder.with_exemplars(load_exemplars(Path(choice), items, names))
     except FileNotFoundError:
         raise UserError(f"--exemplars {choice}: no such file (or use 'auto' / 'none')") from None
 

