@@ -143,3 +143,24 @@ def test_dtype_and_device_choices(tiny):
         TransformersGenerator(model, tokenizer=tokenizer, dtype="float8")
     with pytest.raises(ValueError, match="tokenizer"):
         TransformersGenerator(model)
+
+
+def test_the_explicit_attention_used_off_cpu_matches_the_cpu_flash_kernel():
+    from lamar_hf.enrich.engine import _additive_mask, _attend, _attend_explicit
+
+    torch.manual_seed(0)
+    query, key, value = torch.randn(2, 3, 5, 8), torch.randn(2, 3, 7, 8), torch.randn(2, 3, 7, 8)
+    own = torch.tensor([[0, 0, 1, 1, 1, 1, 1], [1, 1, 1, 1, 1, 1, 1]])
+    mask = _additive_mask(own, 5, torch.float32)
+    flash_out, flash_lse = _attend(query, key, value, mask, 0.35)
+    out, lse = _attend_explicit(query, key, value, mask, 0.35)
+    assert torch.allclose(out, flash_out, atol=1e-5) and torch.allclose(lse, flash_lse, atol=1e-5)
+
+
+def test_shared_prefix_decoding_through_the_explicit_attention_equals_model_generate(tiny, monkeypatch):
+    from lamar_hf.enrich import engine
+
+    monkeypatch.setattr(engine, "_attend", engine._attend_explicit)  # the path GPUs take
+    conversations = [PromptBuilder().messages(item) for item in ITEMS[:4]]
+    assert generator(tiny, batch_size=2).generate(conversations, GREEDY.with_(max_new_tokens=8)) == reference(
+        tiny, conversations, 8)

@@ -169,6 +169,8 @@ def test_lamar_enrich_command_writes_the_signals_of_a_prepared_benchmark(tmp_pat
     assert signals[0]["generator"] == str(model_dir)
     manifest = json.loads((out / "lamar_enrich.json").read_text())
     assert manifest["items"] == 4 and manifest["generated"] == 4
+    # Not the Beauty items: the shipped generic exemplars (invented products) make the prompt few-shot.
+    assert [e["item"]["title"] for e in manifest["prompt"]["exemplars"]][0].startswith("Wooden Stacking")
     assert main(args) == 0  # the same run again comes from the cache
     assert json.loads((out / "lamar_enrich.json").read_text())["generated"] == 0
     assert main(["enrich", "--items", str(tmp_path / "missing"), "--out", str(out)]) == 2

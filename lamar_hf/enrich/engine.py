@@ -90,6 +90,11 @@ def _attend(query, key, value, mask, scaling: float):
     if query.device.type == "cpu":
         return torch.ops.aten._scaled_dot_product_flash_attention_for_cpu(
             query, key, value, 0.0, False, attn_mask=mask, scale=scaling)
+    return _attend_explicit(query, key, value, mask, scaling)
+
+
+def _attend_explicit(query, key, value, mask, scaling: float):
+    """:func:`_attend` with the scores materialised (GPUs: memory is plentiful, the kernel is generic)."""
     scores = torch.matmul(query, key.transpose(-1, -2)).float() * scaling
     if mask is not None:
         scores = scores + mask
