@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import time
 from pathlib import Path
@@ -78,6 +79,8 @@ def run(args) -> int:
 
     if not args.data.is_dir():
         raise UserError(f"--data {args.data} is not a folder (the demo reads ../shared/data/amazon_beauty by default)")
+    # The demo runs with no network: every model is on disk and publishing is a dry run.
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
     out, total, started = args.out, 7, time.perf_counter()
     dataset, live, analysis = out / "beauty", out / "live-signals", out / "analysis"
     models, report, hub = out / "models", out / "report", out / "hub"
