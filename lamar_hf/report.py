@@ -187,10 +187,15 @@ def render_report(inputs: ReportInputs, out_dir) -> tuple[Path, Path]:
     h.append("<h2>Signal analysis</h2>")
     md.append("\n## Signal analysis\n")
     if inputs.analysis:
-        rows = [{"figure": k, "value": v} for k, v in flatten(inputs.analysis).items()]
-        html_table, md_table = table(rows)
-        h.append(html_table)
-        md.append(md_table)
+        # Scalars as one summary row, per-signal figures as a table; histograms and top lists are in the plots.
+        summary = {k: v for k, v in flatten({k: v for k, v in inputs.analysis.items() if k != "signals"}).items()
+                   if not isinstance(v, list) and not k.startswith("length_histogram")}
+        per_signal = [{"signal": name, **{k: v for k, v in figures.items() if not isinstance(v, (list, dict))}}
+                      for name, figures in (inputs.analysis.get("signals") or {}).items()]
+        for rows in ([summary] if summary else [], per_signal):
+            html_table, md_table = table(rows)
+            h.append(html_table)
+            md.append(md_table)
     images_html, images_md = image_tags(list(inputs.analysis_plots), out_dir)
     h.append(images_html)
     md.append(images_md)

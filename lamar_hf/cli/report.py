@@ -51,7 +51,7 @@ def comparison_rows(models: list[str], experiment: Path | None) -> tuple[list[di
         summary = json.loads(experiment.read_text())["summary"]
         for backbone, variants in summary.items():
             for variant, entry in variants.items():
-                row = {"variant": f"{backbone} · {variant} (3 seeds)"}
+                row = {"variant": f"{backbone} · {variant} ({len(entry['seeds'])} seeds)"}
                 for metric in ("recall@10", "recall@20", "ndcg@10", "ndcg@20"):
                     row[metric] = entry[metric]["mean"]
                     row[f"{metric}_std"] = entry[metric]["std"]
