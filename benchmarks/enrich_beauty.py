@@ -1,6 +1,6 @@
 """The full Amazon Beauty enrichment (12,101 items) with the default generator, resumable.
 
-    nohup nice -n 10 .venv/bin/python benchmarks/enrich_beauty.py --out outputs/enrich_beauty \\
+    setsid nohup nice -n 10 .venv/bin/python benchmarks/enrich_beauty.py --out outputs/enrich_beauty \\
         > outputs/enrich_beauty.log 2>&1 &
     .venv/bin/python benchmarks/enrich_beauty.py --out outputs/enrich_beauty --limit 50     # a quick look
     .venv/bin/python benchmarks/enrich_beauty.py --out outputs/enrich_beauty --device cuda --batch-size 256
@@ -19,8 +19,10 @@ import os
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # shared CPUs: spinning OpenMP threads slow everyone down
 
 import argparse
+import faulthandler
 import json
 import shutil
+import signal
 import sys
 import time
 from pathlib import Path
@@ -43,6 +45,9 @@ def main(argv=None) -> int:
     parser.add_argument("--exemplars", type=Path, default=None, help="few-shot exemplars jsonl (default: shipped)")
     parser.add_argument("--resource", type=Path, default=None, help="also copy the signals parquet here")
     args = parser.parse_args(argv)
+    # A long background run should say how it ended: a crash in native code, or a termination signal.
+    faulthandler.enable()
+    signal.signal(signal.SIGTERM, lambda number, frame: sys.exit(f"enrich_beauty: terminated by signal {number}"))
 
     import torch
 
