@@ -22,6 +22,7 @@ from lamar_hf.training import (
     RecommenderTrainingArguments,
     evaluate_recommender,
     last_item_examples,
+    next_item_prefixes,
     next_item_windows,
     rank_targets,
     train_recommender,
@@ -82,6 +83,14 @@ def test_windows_cover_every_next_item_step_exactly_once():
     steps = sorted((i, l) for w in windows for i, l in zip(w["input_ids"], w["labels"]))
     assert steps == sorted([(a, a + 1) for a in range(1, 23)] + [(3, 4)])
     assert windows[0] == {"input_ids": list(range(15, 23)), "labels": list(range(16, 24))}  # most recent first
+
+
+def test_prefixes_make_one_example_per_next_item_step_labelled_at_its_last_position():
+    examples = next_item_prefixes([list(range(1, 12)), [5]], max_history_length=8)
+    assert len(examples) == 10
+    assert examples[0] == {"input_ids": [1], "labels": [2]}
+    assert examples[-1] == {"input_ids": list(range(3, 11)), "labels": [-100] * 7 + [11]}
+    assert all(sum(label != -100 for label in e["labels"]) == 1 for e in examples)
 
 
 def test_evaluation_examples_read_the_recent_history_and_label_only_the_last_position():

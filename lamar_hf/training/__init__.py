@@ -3,7 +3,7 @@
 
 from .arguments import ModelArguments, RecommenderTrainingArguments
 from .backbones import BACKBONES, Backbone, build_model, get_backbone, register_backbone
-from .data import NextItemCollator, RecommendationData, last_item_examples, next_item_windows
+from .data import NextItemCollator, RecommendationData, last_item_examples, next_item_prefixes, next_item_windows
 from .trainer import (
     RankingMetrics,
     TrainingResult,
@@ -26,6 +26,7 @@ __all__ = [
     "evaluate_recommender",
     "get_backbone",
     "last_item_examples",
+    "next_item_prefixes",
     "next_item_windows",
     "rank_targets",
     "recommender_trainer",

@@ -125,6 +125,18 @@ def next_item_windows(sequences: Sequence[Sequence[int]], max_history_length: in
     return examples
 
 
+def next_item_prefixes(sequences: Sequence[Sequence[int]], max_history_length: int) -> list[dict]:
+    """Training examples one per next-item step, as RecBole builds them: every prefix of every sequence (its most
+    recent ``max_history_length`` items) with the item that follows it as the label of its last position only.
+    Each step is its own example (more, smaller optimizer steps per epoch than :func:`next_item_windows`)."""
+    histories, targets = [], []
+    for sequence in sequences:
+        for end in range(1, len(sequence)):
+            histories.append(sequence[:end])
+            targets.append(sequence[end])
+    return last_item_examples(histories, targets, max_history_length)
+
+
 def last_item_examples(histories: Sequence[Sequence[int]], targets: Sequence[int], max_history_length: int) -> list[dict]:
     """Evaluation examples: each history's most recent ``max_history_length`` items, with the target as the label
     of the last position only.
