@@ -325,6 +325,7 @@ class LamarBERT4RecModel(LamarBERT4RecPreTrainedModel):
 
         Raises:
             ValueError: for an empty history or an item id outside ``1..num_items``.
+            TypeError: for an item id that is not an integer.
         """
         histories = self._check_histories(histories)
         was_training = self.training
@@ -349,6 +350,7 @@ class LamarBERT4RecModel(LamarBERT4RecPreTrainedModel):
 
         Raises:
             ValueError: for an empty history, an unknown item id, or ``k`` outside ``1..num_items``.
+            TypeError: for an item id that is not an integer.
         """
         if isinstance(history, torch.Tensor):
             history = history.tolist()

@@ -244,6 +244,7 @@ class LamarGRU4RecModel(LamarGRU4RecPreTrainedModel):
 
         Raises:
             ValueError: for an empty history or an item id outside ``1..num_items``.
+            TypeError: for an item id that is not an integer.
         """
         histories = self._check_histories(histories)
         was_training = self.training
@@ -269,6 +270,7 @@ class LamarGRU4RecModel(LamarGRU4RecPreTrainedModel):
 
         Raises:
             ValueError: for an empty history, an unknown item id, or ``k`` outside ``1..num_items``.
+            TypeError: for an item id that is not an integer.
         """
         if isinstance(history, torch.Tensor):
             history = history.tolist()
