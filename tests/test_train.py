@@ -233,3 +233,18 @@ def test_signals_come_from_the_prepared_dataset_when_no_file_is_given(tmp_path, 
     model = AutoModel.from_pretrained(out)
     assert model.config.text_kinds == ["intent"] and model.config.fusion == "add"
     assert torch.count_nonzero(model.item_table.text_embeddings[1]) > 0
+
+
+def test_an_interrupted_run_resumes_from_its_last_checkpoint(tmp_path):
+    data = RecommendationData.from_benchmark(chain_benchmark()).first_users(40)
+    model_args = ModelArguments(hidden_size=16, intermediate_size=32, max_history_length=8)
+    keep_state = dict(save_strategy="epoch", save_only_model=False, save_total_limit=2, early_stopping_patience=0)
+    first = train_recommender(data, model_args, tiny_training_args(tmp_path, num_train_epochs=2, **keep_state))
+    assert first.epochs == 2
+    # Another seed: had the second run started afresh, its first epochs would differ from the first run's.
+    resumed = train_recommender(data, model_args, tiny_training_args(
+        tmp_path, num_train_epochs=4, resume_from_checkpoint="last", seed=4, **keep_state))
+    losses = {entry["epoch"]: entry["loss"] for entry in resumed.log_history if "loss" in entry}
+    first_losses = {entry["epoch"]: entry["loss"] for entry in first.log_history if "loss" in entry}
+    assert resumed.epochs == 4 and sorted(losses) == [1.0, 2.0, 3.0, 4.0]
+    assert losses[1.0] == first_losses[1.0] and losses[2.0] == first_losses[2.0]

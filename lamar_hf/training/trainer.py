@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import copy
 import logging
+import os
 import tempfile
 import time
 from dataclasses import dataclass, field
 
 import numpy as np
 from transformers import EarlyStoppingCallback, EvalPrediction, Trainer, set_seed
+from transformers.trainer_utils import get_last_checkpoint
 
 from lamar_hf.metrics import ranking_metrics, target_ranks
 
@@ -118,6 +120,15 @@ def best_epoch(log_history: list[dict], metric: str, greater_is_better: bool = T
     return best.get("epoch")
 
 
+def checkpoint_to_resume(args) -> str | None:
+    """``--resume_from_checkpoint``: a checkpoint folder, or ``last`` for the newest one in the output folder (none
+    there: start afresh). Resuming continues the optimizer only if checkpoints keep it (``--save_only_model false``)."""
+    wanted = getattr(args, "resume_from_checkpoint", None)
+    if wanted != "last":
+        return wanted
+    return get_last_checkpoint(args.output_dir) if os.path.isdir(args.output_dir) else None
+
+
 def train_recommender(
     data: RecommendationData,
     model_args: ModelArguments,
@@ -145,7 +156,7 @@ def train_recommender(
     )
     trainer = recommender_trainer(model, backbone, training_args, train_dataset, validation, callbacks)
     started = time.perf_counter()
-    trainer.train()
+    trainer.train(resume_from_checkpoint=checkpoint_to_resume(training_args))
     train_seconds = time.perf_counter() - started
     trainer.remove_callback(EarlyStoppingCallback)  # the final evaluations are not part of early stopping
     validation_metrics = metrics_without_prefix(trainer.evaluate(validation, metric_key_prefix="eval"), "eval")
