@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
+import socket
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -303,3 +307,32 @@ def test_lamar_tune_refuses_unknown_arguments(tiny, tmp_path):
 
     items = tiny.save_benchmark(tmp_path / "bench")
     assert main(["tune", "--items", str(items), "--out", str(tmp_path / "a"), "--", "--no_such_option", "1"]) == 2
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@pytest.mark.timeout(300)
+def test_accelerate_launch_trains_with_two_cpu_processes(tiny, tmp_path):
+    """``--multi_gpu`` on a machine without a GPU starts two gloo CPU processes (``--cpu`` alone starts one)."""
+    model_args, data_args, _ = tiny.arguments(tmp_path)
+    out = tmp_path / "ddp"
+    launch = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
+              "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
+              "--main_process_port", str(free_port())]
+    script = [str(tuner.REPO_ROOT / "training" / "tune_generator.py"), "--base_model", model_args.base_model,
+              "--items", data_args.items, "--train_file", data_args.train_file,
+              "--validation_file", data_args.validation_file, "--output_dir", str(out), "--max_length", "1024",
+              "--max_steps", "2", "--eval_steps", "1", "--save_steps", "1", "--per_device_train_batch_size", "4",
+              "--lora_r", "2", "--disable_tqdm", "true"]
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    process = subprocess.run([*launch, *script], cwd=tuner.REPO_ROOT, env=env, capture_output=True, text=True,
+                             timeout=280)
+    assert process.returncode == 0, process.stderr[-4000:]
+    figures = json.loads((out / "tune_results.json").read_text())
+    # 8 examples, 2 processes x 4 per step: one step per epoch, so the two steps are two epochs.
+    assert figures["processes"] == 2 and figures["steps"] == 2 and figures["epochs"] == 2.0
+    assert (out / "adapter_model.safetensors").is_file() and (out / "lamar_prompt.json").is_file()
