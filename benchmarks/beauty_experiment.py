@@ -122,6 +122,7 @@ def train_one(job: dict) -> dict:
     training_args = RecommenderTrainingArguments(
         output_dir=str(output_dir), seed=job["seed"], num_train_epochs=job["max_epochs"],
         early_stopping_patience=job["patience"], use_cpu=job["device"] == "cpu", disable_tqdm=True,
+        train_examples=job.get("train_examples"),
         logging_strategy="no",
     )
     result = train_recommender(data, model_args, training_args, texts)
@@ -167,7 +168,8 @@ def write_markdown(path: Path, summary: dict, config: dict) -> None:
         f"Full ranking over all {config['num_items']:,} items, leave-one-out, no history masking, ties counted against",
         f"the target; test split of {config['users']:,} users. Mean ± std over seeds {config['seeds']}; fusion "
         f"`{config['fusion']}`; up to {config['max_epochs']} epochs, early stopping on validation NDCG@10 (patience "
-        f"{config['patience']}); device {config['device']}.",
+        f"{config['patience']}); device {config['device']}"
+        + (f"; training examples: {config['train_examples']}." if config.get("train_examples") else "."),
         "",
     ]
     if config.get("max_users"):
@@ -248,7 +250,9 @@ def run(options) -> None:
     jobs = [
         {"backbone": backbone, "variant": variant, "seed": seed, "inputs": str(inputs), "work": str(work), "device": options.device,
          "threads": threads, "max_users": options.max_users, "max_epochs": options.max_epochs,
-         "patience": options.patience, "fusion": options.fusion, "model": model}
+         "patience": options.patience, "fusion": options.fusion, "model": model,
+         # only when asked, so that runs finished before this option existed are still recognised as done
+         **({"train_examples": options.train_examples} if options.train_examples else {})}
         for backbone in backbones for seed in seeds for variant in variants
     ]
     work.mkdir(parents=True, exist_ok=True)
@@ -276,6 +280,7 @@ def run(options) -> None:
         "num_items": data_header["num_items"], "users": options.max_users or _users(inputs), "seeds": seeds,
         "fusion": options.fusion, "max_epochs": options.max_epochs, "patience": options.patience,
         "device": options.device, "jobs": options.jobs, "backbones": backbones, "model": model, "max_users": options.max_users,
+        "train_examples": options.train_examples or "the backbone's own",
         "command": "python benchmarks/beauty_experiment.py " + " ".join(sys.argv[1:]),
         "wall_seconds": round(time.perf_counter() - started, 1),
     }
@@ -357,6 +362,9 @@ def main() -> None:
     r.add_argument("--fusion", default="add", choices=("add", "concat", "gate"))
     r.add_argument("--max_epochs", type=int, default=200)
     r.add_argument("--patience", type=int, default=10)
+    r.add_argument("--train_examples", choices=("windows", "prefixes"), default=None,
+                   help="training examples (default: the backbone's own; see training/train.py --help); compare "
+                        "settings with separate --work and --name")
     r.add_argument("--max_users", type=int, default=None, help="first N users only (smoke runs)")
     r.add_argument("--hidden_size", type=int, default=64)
     r.add_argument("--num_hidden_layers", type=int, default=None, help="default: the backbone's own")

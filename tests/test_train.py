@@ -248,3 +248,15 @@ def test_an_interrupted_run_resumes_from_its_last_checkpoint(tmp_path):
     first_losses = {entry["epoch"]: entry["loss"] for entry in first.log_history if "loss" in entry}
     assert resumed.epochs == 4 and sorted(losses) == [1.0, 2.0, 3.0, 4.0]
     assert losses[1.0] == first_losses[1.0] and losses[2.0] == first_losses[2.0]
+
+
+def test_train_examples_option_picks_windows_or_prefixes(tmp_path):
+    from lamar_hf.training import get_backbone
+    from lamar_hf.training.trainer import training_examples
+
+    sasrec = get_backbone("sasrec")
+    assert training_examples(sasrec, tiny_training_args(tmp_path)) is sasrec.train_examples
+    assert training_examples(sasrec, tiny_training_args(tmp_path, train_examples="prefixes")) is next_item_prefixes
+    assert training_examples(sasrec, tiny_training_args(tmp_path, train_examples="windows")) is next_item_windows
+    with pytest.raises(ValueError, match="--train_examples must be one of"):
+        training_examples(sasrec, tiny_training_args(tmp_path, train_examples="sliding"))

@@ -90,6 +90,14 @@ class RecommenderTrainingArguments(TrainingArguments):
         default=10, metadata={"help": "Stop after this many epochs without a better validation metric (0: never)."}
     )
     ranking_cutoffs: list[int] = field(default_factory=lambda: [10, 20], metadata={"help": "The K of Recall/NDCG/MRR@K."})
+    train_examples: str | None = field(
+        default=None,
+        metadata={
+            "help": "How training sequences become examples for a next-item backbone: 'windows' (each sequence once, "
+            "every position predicts the next item), 'prefixes' (one example per next-item step, RecBole style; "
+            "more and smaller steps per epoch). Default: the backbone's own."
+        },
+    )
     train_sampling_strategy: str = field(
         default="group_by_length", metadata={"help": "Batches of similar lengths: little padding."}
     )

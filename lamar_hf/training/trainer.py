@@ -21,7 +21,7 @@ from lamar_hf.metrics import ranking_metrics, target_ranks
 
 from .arguments import ModelArguments, RecommenderTrainingArguments
 from .backbones import BACKBONES, Backbone, build_model, get_backbone
-from .data import IGNORE_INDEX, RecommendationData
+from .data import IGNORE_INDEX, RecommendationData, next_item_prefixes, next_item_windows
 
 logger = logging.getLogger(__name__)
 
@@ -120,6 +120,19 @@ def best_epoch(log_history: list[dict], metric: str, greater_is_better: bool = T
     return best.get("epoch")
 
 
+TRAIN_EXAMPLES = {"windows": next_item_windows, "prefixes": next_item_prefixes}
+
+
+def training_examples(backbone: Backbone, args):
+    """The function that builds training examples: ``--train_examples`` if given, else the backbone's own."""
+    choice = getattr(args, "train_examples", None)
+    if choice is None:
+        return backbone.train_examples
+    if choice not in TRAIN_EXAMPLES:
+        raise ValueError(f"--train_examples must be one of {', '.join(TRAIN_EXAMPLES)}, got {choice!r}")
+    return TRAIN_EXAMPLES[choice]
+
+
 def checkpoint_to_resume(args) -> str | None:
     """``--resume_from_checkpoint``: a checkpoint folder, or ``last`` for the newest one in the output folder (none
     there: start afresh). Resuming continues the optimizer only if checkpoints keep it (``--save_only_model false``)."""
@@ -146,7 +159,7 @@ def train_recommender(
     set_seed(training_args.seed)
     model = build_model(model_args, data.num_items, text_embeddings)
     length = model_args.max_history_length
-    train_dataset = backbone.train_examples(data.training_sequences(), length)
+    train_dataset = training_examples(backbone, training_args)(data.training_sequences(), length)
     validation = backbone.eval_examples(data.histories["validation"], data.targets["validation"], length)
     test = backbone.eval_examples(data.histories["test"], data.targets["test"], length)
     logger.info(
