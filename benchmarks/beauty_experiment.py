@@ -40,6 +40,8 @@ from concurrent.futures import ProcessPoolExecutor, as_completed
 from multiprocessing import get_context
 from pathlib import Path
 
+from transformers import TrainerCallback
+
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
@@ -125,17 +127,32 @@ def train_one(job: dict) -> dict:
         train_examples=job.get("train_examples"),
         logging_strategy="no",
     )
-    result = train_recommender(data, model_args, training_args, texts)
+    callbacks = [TrainingTimeBudget(job["time_budget"])] if job.get("time_budget") else []
+    result = train_recommender(data, model_args, training_args, texts, callbacks=callbacks)
     shutil.rmtree(output_dir, ignore_errors=True)  # checkpoints are not needed once the test figures are in
     return {
         "backbone": job["backbone"], "variant": job["variant"], "seed": job["seed"],
         "fusion": job["fusion"] if kinds else "none",
         "text_kinds": kinds, "validation": result.validation, "test": result.test, "epochs": result.epochs,
         "best_epoch": result.best_epoch, "train_seconds": round(result.train_seconds, 1),
+        "stopped_by_time_budget": bool(callbacks and callbacks[0].stopped),
         "device": str(result.model.device),
         "validation_ndcg@10_by_epoch": [round(entry["eval_ndcg@10"], 5) for entry in result.log_history
                                         if "eval_ndcg@10" in entry and "epoch" in entry],
     }
+
+
+class TrainingTimeBudget(TrainerCallback):
+    """Ends training at the first epoch end after ``seconds`` of training (the best model so far is then tested), so
+    that every run of a time-limited batch leaves a result; ``stopped`` says whether the budget ended it."""
+
+    def __init__(self, seconds: float):
+        self.seconds, self.stopped, self.started = seconds, False, time.perf_counter()
+
+    def on_epoch_end(self, args, state, control, **kwargs):
+        if time.perf_counter() - self.started > self.seconds and not control.should_training_stop:
+            control.should_training_stop = self.stopped = True
+        return control
 
 
 def summarize(rows: list[dict]) -> dict:
@@ -148,7 +165,8 @@ def summarize(rows: list[dict]) -> dict:
             runs = [row for row in rows if row["backbone"] == backbone and row["variant"] == variant]
             if not runs:
                 continue
-            entry = {"seeds": sorted(row["seed"] for row in runs), "epochs": [row["epochs"] for row in runs]}
+            entry = {"seeds": sorted(row["seed"] for row in runs), "epochs": [row["epochs"] for row in runs],
+                     "stopped_by_time_budget": [row.get("stopped_by_time_budget", False) for row in runs]}
             for metric in REPORTED:
                 values = [row["test"][metric] for row in runs]
                 entry[metric] = {"mean": statistics.fmean(values),
@@ -185,8 +203,13 @@ def write_markdown(path: Path, summary: dict, config: dict) -> None:
             gain = entry.get("recall@20_gain_over_id")
             gain_text = "—" if variant == "id-only" or gain is None else f"{gain:+.1%}"
             lines.append(f"| {backbone} | {variant} | " + " | ".join(cells) + f" | {gain_text} | "
-                         + ", ".join(f"{e:g}" for e in entry["epochs"]) + " |")
+                         + ", ".join(f"{e:g}" + ("*" if stopped else "") for e, stopped in
+                                     zip(entry["epochs"], entry.get("stopped_by_time_budget") or [False] * len(entry["epochs"])))
+                         + " |")
     lines.append("")
+    if any(any(entry.get("stopped_by_time_budget", ())) for variants in summary.values() for entry in variants.values()):
+        lines += ["\\* ended by the time budget of the machine (`--time_budget`) before early stopping: the best "
+                  "validation model so far was tested, so the run may not have converged.", ""]
     for backbone, variants in summary.items():
         best = max((v for v in variants if "signals" in v), key=lambda v: variants[v]["recall@20"]["mean"], default=None)
         if best and variants[best].get("recall@20_gain_over_id") is not None:
@@ -228,7 +251,12 @@ def write_chart(path: Path, summary: dict) -> None:
 
 def run(options) -> None:
     inputs, work = Path(options.inputs), Path(options.work)
-    for name in (SEQUENCES_FILE, TEXTS_FILE):
+    variants = [v.strip() for v in options.variants.split(",")]
+    unknown = [v for v in variants if v not in VARIANTS]
+    if unknown:
+        raise SystemExit(f"unknown variant {unknown[0]!r}; choose from {', '.join(VARIANTS)}")
+    needs_texts = any(VARIANTS[v][0] or VARIANTS[v][1] for v in variants)
+    for name in (SEQUENCES_FILE, TEXTS_FILE) if needs_texts else (SEQUENCES_FILE,):
         if not (inputs / name).is_file():
             raise SystemExit(f"{inputs / name} is missing: run `python benchmarks/beauty_experiment.py prepare` first")
     if options.device == "cuda":
@@ -238,10 +266,6 @@ def run(options) -> None:
             raise SystemExit("--device cuda, but torch sees no GPU")
     seeds = [int(s) for s in options.seeds.split(",")]
     backbones = [b.strip() for b in options.backbones.split(",")]
-    variants = [v.strip() for v in options.variants.split(",")]
-    unknown = [v for v in variants if v not in VARIANTS]
-    if unknown:
-        raise SystemExit(f"unknown variant {unknown[0]!r}; choose from {', '.join(VARIANTS)}")
     # Unset options keep each backbone's own defaults (GRU4Rec: 1 layer, dropout 0.3; BERT4Rec: dropout 0.2; ...).
     model = {key: value for key, value in {
         "hidden_size": options.hidden_size, "num_hidden_layers": options.num_hidden_layers,
@@ -252,7 +276,8 @@ def run(options) -> None:
          "threads": threads, "max_users": options.max_users, "max_epochs": options.max_epochs,
          "patience": options.patience, "fusion": options.fusion, "model": model,
          # only when asked, so that runs finished before this option existed are still recognised as done
-         **({"train_examples": options.train_examples} if options.train_examples else {})}
+         **({"train_examples": options.train_examples} if options.train_examples else {}),
+         **({"time_budget": options.time_budget} if options.time_budget else {})}
         for backbone in backbones for seed in seeds for variant in variants
     ]
     work.mkdir(parents=True, exist_ok=True)
@@ -365,6 +390,9 @@ def main() -> None:
     r.add_argument("--train_examples", choices=("windows", "prefixes"), default=None,
                    help="training examples (default: the backbone's own; see training/train.py --help); compare "
                         "settings with separate --work and --name")
+    r.add_argument("--time_budget", type=float, default=None,
+                   help="seconds of training per run, after which it ends at the next epoch end and the best model so "
+                        "far is tested (for a time-limited machine; the table marks such runs)")
     r.add_argument("--max_users", type=int, default=None, help="first N users only (smoke runs)")
     r.add_argument("--hidden_size", type=int, default=64)
     r.add_argument("--num_hidden_layers", type=int, default=None, help="default: the backbone's own")

@@ -4,6 +4,8 @@
         > outputs/enrich_beauty.log 2>&1 &
     .venv/bin/python benchmarks/enrich_beauty.py --out outputs/enrich_beauty --limit 50     # a quick look
     .venv/bin/python benchmarks/enrich_beauty.py --out outputs/enrich_beauty --device cuda --batch-size 256
+    .venv/bin/python benchmarks/enrich_beauty.py --out outputs/enrich_beauty_v2 --adapter outputs/adapter-beauty \\
+        --device cuda --batch-size 256 --resource lamar_hf/resources/signals/amazon_beauty-v2.parquet
 
 Every chunk of ``--chunk-size`` items is cached under ``OUT/cache`` as soon as it is done, so a
 killed run started again with the same arguments continues where it stopped. At the end it writes
@@ -44,6 +46,8 @@ def main(argv=None) -> int:
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     parser.add_argument("--exemplars", type=Path, default=None, help="few-shot exemplars jsonl (default: shipped)")
     parser.add_argument("--resource", type=Path, default=None, help="also copy the signals parquet here")
+    parser.add_argument("--adapter", default=None,
+                        help="a peft adapter (folder or id) merged into the model; its saved zero-shot prompt is used")
     args = parser.parse_args(argv)
     # A long background run should say how it ended: a crash in native code, or a termination signal.
     faulthandler.enable()
@@ -70,8 +74,10 @@ def main(argv=None) -> int:
     all_items = items
     if args.limit:
         items = items.select(range(min(args.limit, len(items))))
-    builder = PromptBuilder(exemplars=load_exemplars(args.exemplars or BEAUTY_EXEMPLARS, all_items))
-    generator = TransformersGenerator(device=args.device, dtype=args.dtype, batch_size=args.batch_size)
+    generator = TransformersGenerator(adapter=args.adapter, device=args.device, dtype=args.dtype,
+                                      batch_size=args.batch_size)
+    # A tuned adapter brings the prompt it was trained with; the base model gets the few-shot prompt.
+    builder = generator.prompt or PromptBuilder(exemplars=load_exemplars(args.exemplars or BEAUTY_EXEMPLARS, all_items))
     print(f"enrich_beauty: {len(items)} items, generator {generator.provenance()}, batch {args.batch_size}, "
           f"torch threads {torch.get_num_threads()}, prompt {builder.version}", flush=True)
 
