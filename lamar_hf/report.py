@@ -66,6 +66,20 @@ def pick_examples(items, signals, count: int = 5, seed: int = 0) -> list[dict]:
     return examples
 
 
+def comparison_cells(rows: list[dict]) -> list[dict]:
+    """Comparison rows for the table: a metric with a ``<metric>_std`` beside it becomes one "mean ± std" cell."""
+    shown = []
+    for row in rows:
+        cells = {}
+        for key, value in row.items():
+            if key.endswith("_std"):
+                continue
+            std = row.get(f"{key}_std")
+            cells[key] = f"{format_value(float(value))} ± {std:.4f}" if std is not None else value
+        shown.append(cells)
+    return shown
+
+
 def comparison_chart(rows: list[dict], path: Path) -> Path | None:
     """A grouped bar chart of the comparison metrics (mean, with std as error bars when given)."""
     metrics = [m for m in METRIC_ORDER if any(m in row for row in rows)]
@@ -77,7 +91,7 @@ def comparison_chart(rows: list[dict], path: Path) -> Path | None:
     import matplotlib.pyplot as plt
 
     width = 0.8 / len(rows)
-    fig, ax = plt.subplots(figsize=(8, 4), dpi=110)
+    fig, ax = plt.subplots(figsize=(10, 4.5), dpi=110)
     for index, row in enumerate(rows):
         positions = [m + index * width for m in range(len(metrics))]
         values = [float(row.get(metric) or 0.0) for metric in metrics]
@@ -86,17 +100,19 @@ def comparison_chart(rows: list[dict], path: Path) -> Path | None:
     ax.set_xticks([m + width * (len(rows) - 1) / 2 for m in range(len(metrics))])
     ax.set_xticklabels(metrics)
     ax.set_ylabel("test metric (full ranking)")
-    ax.legend(fontsize=8)
+    # Below the axes, so that no bar hides behind it.
+    ax.legend(fontsize=8, ncol=2, loc="upper center", bbox_to_anchor=(0.5, -0.1), frameon=False)
     ax.grid(axis="y", alpha=0.3)
-    fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path)
+    fig.savefig(path, bbox_inches="tight")
     plt.close(fig)
     return path
 
 
 def format_value(value) -> str:
     if isinstance(value, float):
+        if value.is_integer() and abs(value) >= 1:  # epochs and counts kept as floats by the Trainer
+            return f"{int(value):,}"
         if value and abs(value) < 0.001:
             return f"{value:.2e}"
         return f"{value:.4f}" if abs(value) < 10 else f"{value:,.1f}"
@@ -130,14 +146,16 @@ def table(rows: list[dict], columns: list[str] | None = None) -> tuple[str, str]
         "| " + " | ".join(format_value(row.get(c, "")).replace("|", "/").replace("\n", " ") for c in columns) + " |\n"
         for row in rows
     )
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>", markdown
+    # A wide table scrolls inside its own box instead of widening the page.
+    return f"<div class='wide'><table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table></div>", markdown
 
 
-def image_tags(paths: list[Path], out_dir: Path) -> tuple[str, str]:
+def image_tags(paths: list[Path], out_dir: Path, full_width: bool = False) -> tuple[str, str]:
     html_parts, md_parts = [], []
+    figure = "<figure class='full'>" if full_width else "<figure>"
     for path in paths:
         data = base64.b64encode(Path(path).read_bytes()).decode()
-        html_parts.append(f'<figure><img alt="{html.escape(path.stem)}" src="data:image/png;base64,{data}"><figcaption>{html.escape(path.stem)}</figcaption></figure>')
+        html_parts.append(f'{figure}<img alt="{html.escape(path.stem)}" src="data:image/png;base64,{data}"><figcaption>{html.escape(path.stem)}</figcaption></figure>')
         target = out_dir / Path(path).name
         if Path(path).resolve() != target.resolve():
             target.write_bytes(Path(path).read_bytes())
@@ -150,7 +168,8 @@ body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:2rem 
 h1{font-size:1.7rem;margin-bottom:.2rem} h2{font-size:1.25rem;border-bottom:2px solid #e4e7eb;padding-bottom:.3rem;margin-top:2rem}
 table{border-collapse:collapse;width:100%;font-size:.9rem;margin:.5rem 0} th,td{border:1px solid #e4e7eb;padding:.35rem .5rem;text-align:left;vertical-align:top}
 th{background:#f5f7fa} tr:nth-child(even) td{background:#fbfcfd} figure{display:inline-block;margin:.5rem;max-width:48%}
-figure img{max-width:100%;border:1px solid #e4e7eb} figcaption{font-size:.8rem;color:#616e7c;text-align:center}
+figure img{max-width:100%;border:1px solid #e4e7eb} figure.full{display:block;max-width:100%}
+.wide{overflow-x:auto} td:last-child{overflow-wrap:anywhere} figcaption{font-size:.8rem;color:#616e7c;text-align:center}
 .cards{display:flex;flex-wrap:wrap;gap:.8rem} .card{background:#f5f7fa;border-radius:8px;padding:.6rem 1rem;min-width:150px}
 .card b{display:block;font-size:1.3rem} .muted{color:#616e7c;font-size:.85rem} code{background:#f5f7fa;padding:0 .2rem}
 """
@@ -202,20 +221,25 @@ def render_report(inputs: ReportInputs, out_dir) -> tuple[Path, Path]:
 
     h.append("<h2>Recommender comparison</h2>")
     md.append("\n## Recommender comparison\n")
-    columns = ["variant"] + [c for c in dict.fromkeys(k for r in inputs.comparison for k in r) if c != "variant"]
-    html_table, md_table = table(inputs.comparison, columns if inputs.comparison else None)
+    shown = comparison_cells(inputs.comparison)
+    columns = ["variant"] + [c for c in dict.fromkeys(k for r in shown for k in r) if c != "variant"]
+    html_table, md_table = table(shown, columns if shown else None)
     h.append(html_table)
     md.append(md_table)
     chart = comparison_chart(inputs.comparison, out_dir / "recommender_comparison.png")
     if chart:
-        images_html, images_md = image_tags([chart], out_dir)
+        images_html, images_md = image_tags([chart], out_dir, full_width=True)
         h.append(images_html)
         md.append(images_md)
 
     h.append("<h2>Provenance</h2>")
     md.append("\n## Provenance\n")
-    rows = [{"artefact": name, **{k: (json.dumps(v) if isinstance(v, (dict, list)) else v) for k, v in entry.items()}} for name, entry in inputs.provenance.items()]
-    html_table, md_table = table(rows)
+    # One row per recorded field: artefacts record different fields, and a wide sparse table is unreadable.
+    rows = [{"artefact": name if index == 0 else "", "field": key,
+             "value": json.dumps(value) if isinstance(value, (dict, list)) else value}
+            for name, entry in inputs.provenance.items()
+            for index, (key, value) in enumerate((k, v) for k, v in entry.items() if v not in (None, "", [], {}))]
+    html_table, md_table = table(rows, ["artefact", "field", "value"])
     h.append(html_table)
     md.append(md_table)
 

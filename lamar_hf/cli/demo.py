@@ -20,6 +20,8 @@ from . import UserError, add_command
 DEFAULT_DATA = Path(__file__).resolve().parents[3] / "shared" / "data" / "amazon_beauty"
 COMMITTED_SIGNALS = Path(__file__).resolve().parents[1] / "resources" / "signals" / "amazon_beauty-v1.parquet"
 SIGNALS_PARQUET = Path("signals") / "train-00000-of-00001.parquet"
+# The converged multi-seed results of benchmarks/beauty_experiment.py, present in a source checkout.
+EXPERIMENT_RESULTS = Path(__file__).resolve().parents[2] / "benchmarks" / "results" / "beauty_experiment.json"
 
 
 def add_parser(subparsers) -> None:
@@ -35,7 +37,10 @@ def add_parser(subparsers) -> None:
     parser.add_argument("--live-items", type=int, default=16, help="items enriched live by the LLM (default 16)")
     parser.add_argument("--signals", type=Path, default=COMMITTED_SIGNALS,
                         help="signals for the other items (default: the ones committed with lamar-hf)")
-    parser.add_argument("--epochs", type=int, default=2, help="training epochs of each recommender (default 2)")
+    parser.add_argument("--epochs", type=int, default=5, help="training epochs of each recommender (default 5)")
+    parser.add_argument("--experiment", type=Path, default=EXPERIMENT_RESULTS if EXPERIMENT_RESULTS.is_file() else None,
+                        help="beauty_experiment.json whose converged results the report shows beside the demo's "
+                             "short-budget models (default: the checkout's benchmarks/results, if present)")
     parser.add_argument("--max-users", type=int, default=None, help="train on the first N users only (quicker)")
 
 
@@ -119,7 +124,8 @@ def run(args) -> int:
 
     t = step(6, total, "write the report")
     lamar("report", "--dataset", dataset, "--analysis", analysis, "--out", report,
-          *[arg for label in variants for arg in ("--model", f"{label}={models / label}")])
+          *[arg for label in variants for arg in ("--model", f"demo · sasrec · {label} ({args.epochs} epochs)={models / label}")],
+          *(["--experiment", args.experiment] if args.experiment else []))
     print(f"      {time.perf_counter() - t:.1f} s → {report}")
 
     t = step(7, total, "publish the enriched dataset and the model in the exact Hub layout (dry run)")

@@ -51,8 +51,8 @@ def comparison_rows(models: list[str], experiment: Path | None) -> tuple[list[di
         summary = json.loads(experiment.read_text())["summary"]
         for backbone, variants in summary.items():
             for variant, entry in variants.items():
-                row = {"variant": f"{backbone} · {variant} ({len(entry['seeds'])} seeds)"}
-                for metric in ("recall@10", "recall@20", "ndcg@10", "ndcg@20"):
+                row = {"variant": f"experiment · {backbone} · {variant} ({len(entry['seeds'])} seeds)"}
+                for metric in ("recall@10", "ndcg@10", "mrr@10", "recall@20", "ndcg@20"):
                     row[metric] = entry[metric]["mean"]
                     row[f"{metric}_std"] = entry[metric]["std"]
                 rows.append(row)
