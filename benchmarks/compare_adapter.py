@@ -99,6 +99,16 @@ def time_engine(generator, builder, items, use_prefix_cache: bool) -> dict:
     }
 
 
+def hand_written_phrases(tuner, items, train_file: Path = DATA / "beauty_train.jsonl") -> set[str]:
+    """Every hand-written signal phrase, normalised: the adapter's training exemplars and the shipped few-shot ones."""
+    from lamar_hf.enrich import BEAUTY_EXEMPLARS, load_exemplars
+    from lamar_hf.enrich.parsing import normalize
+
+    phrases = {normalize(row[name]) for row in tuner.read_exemplars(train_file, list(SIGNALS)) for name in SIGNALS}
+    return phrases | {normalize(value) for exemplar in load_exemplars(BEAUTY_EXEMPLARS, items)
+                      for value in exemplar.signals.values()}
+
+
 def copy_figures(signals, builder, hand_written: set[str]) -> dict:
     """First answers that copied a prompt exemplar (the validator's flag), final phrases equal to a hand-written one."""
     from lamar_hf.enrich.parsing import normalize
@@ -246,7 +256,6 @@ def main(argv=None) -> int:
 
     from lamar_hf.enrich import BEAUTY_EXEMPLARS, DEFAULT_DECODING, RETRY, PromptBuilder, TransformersGenerator
     from lamar_hf.enrich import load_exemplars
-    from lamar_hf.enrich.parsing import normalize
     from lamar_hf.text_embeddings import default_encoder_path
 
     tuner = load_tuner()
@@ -258,8 +267,7 @@ def main(argv=None) -> int:
     items = evaluation_items(all_items, [row["item_id"] for row in validation_rows], exclude, args.extra_items,
                              args.seed)
     references = {row["item_id"]: row for row in validation_rows}
-    hand_written = {normalize(row[name]) for row in train_rows for name in SIGNALS}
-    hand_written |= {normalize(value) for exemplar in few_shot for value in exemplar.signals.values()}
+    hand_written = hand_written_phrases(tuner, all_items, args.train_file)
     encoder = SentenceTransformer(str(default_encoder_path()), device="cpu")
 
     base = TransformersGenerator(batch_size=args.batch_size)
