@@ -309,12 +309,7 @@ def run(options) -> None:
         "command": "python benchmarks/beauty_experiment.py " + " ".join(sys.argv[1:]),
         "wall_seconds": round(time.perf_counter() - started, 1),
     }
-    summary = summarize(rows)
-    out = Path(options.results_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    rows.sort(key=lambda row: (backbones.index(row["backbone"]), list(VARIANTS).index(row["variant"]), row["seed"]))
-    (out / f"{options.name}.json").write_text(json.dumps({"config": config, "summary": summary, "runs": rows}, indent=2) + "\n")
-    write_report(out / f"{options.name}.json")
+    write_results(Path(options.results_dir) / f"{options.name}.json", config, rows, backbones)
 
 
 def collect(options) -> None:
@@ -325,7 +320,6 @@ def collect(options) -> None:
     rows = [entry["result"] for entry in finished]
     jobs = [entry["job"] for entry in finished]
     backbones = list(dict.fromkeys(job["backbone"] for job in jobs))
-    rows.sort(key=lambda row: (backbones.index(row["backbone"]), list(VARIANTS).index(row["variant"]), row["seed"]))
     config = {
         "num_items": json.loads(_safetensors_header(Path(options.inputs) / SEQUENCES_FILE))["num_items"],
         "users": _users(Path(options.inputs)), "seeds": sorted({job["seed"] for job in jobs}),
@@ -334,10 +328,15 @@ def collect(options) -> None:
         "backbones": backbones, "max_users": None,
         "command": "python benchmarks/beauty_experiment.py " + " ".join(sys.argv[1:]),
     }
-    out = Path(options.results_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / f"{options.name}.json").write_text(json.dumps({"config": config, "summary": summarize(rows), "runs": rows}, indent=2) + "\n")
-    write_report(out / f"{options.name}.json")
+    write_results(Path(options.results_dir) / f"{options.name}.json", config, rows, backbones)
+
+
+def write_results(path: Path, config: dict, rows: list[dict], backbones: list[str]) -> None:
+    """The runs in backbone, variant, seed order with their summary as JSON, then the table and chart beside it."""
+    rows.sort(key=lambda row: (backbones.index(row["backbone"]), list(VARIANTS).index(row["variant"]), row["seed"]))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({"config": config, "summary": summarize(rows), "runs": rows}, indent=2) + "\n")
+    write_report(path)
 
 
 def write_report(json_path: Path) -> None:

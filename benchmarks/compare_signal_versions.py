@@ -6,8 +6,9 @@ LoRA adapter zero-shot), over every item::
         --version v2=lamar_hf/resources/signals/amazon_beauty-v2.parquet --items outputs/beauty
 
 Per version: status counts and validity, and per signal distinct-1/2, novelty against the item's own metadata, mean
-pairwise MiniLM similarity (a 2,000-phrase sample, lower is more diverse), mean words, and the share of phrases equal
-to a hand-written exemplar phrase (``training/data`` and the shipped few-shot exemplars); the generation figures
+pairwise MiniLM similarity (a 2,000-phrase sample, lower is more diverse), mean words, and copies as
+``compare_adapter.py`` counts them (first answers the validator flagged as a prompt exemplar's, final phrases equal to
+a hand-written one of ``training/data`` or the shipped few-shot exemplars); the generation figures
 (items/s, device) come from each parquet's ``.json`` provenance file. Writes
 ``benchmarks/results/signal_versions.json`` and ``.md``.
 """
@@ -28,24 +29,21 @@ PER_SIGNAL = ("distinct_1", "distinct_2", "novelty_2", "mean_pairwise_similarity
 
 
 def analyse(path: Path, items, encoder, hand_written: set[str]) -> dict:
-    from compare_adapter import COPY_FLAG
+    from compare_adapter import copy_figures
     from datasets import load_dataset
 
+    from lamar_hf.enrich import PromptBuilder
     from lamar_hf.enrich.analysis import analyze_signals
-    from lamar_hf.enrich.parsing import normalize
 
     signals = load_dataset("parquet", data_files=[str(path)], split="train")
     report = analyze_signals(signals, items, encoder=encoder, sample=2000)
-    usable = [row[name] for row in signals.to_list() if row["status"] in ("ok", "retried") for name in SIGNALS
-              if row.get(name)]
-    copies = sum(normalize(phrase) in hand_written for phrase in usable)
-    flagged = sum((row.get("status_detail") or "").count(COPY_FLAG) for row in signals.to_list())
+    copies = copy_figures(signals, PromptBuilder(), hand_written)  # the builder names the signals: scenario, intent, topic
     provenance_file = path.with_suffix(".json")
     provenance = json.loads(provenance_file.read_text()) if provenance_file.is_file() else {}
     return {
         "file": str(path), "items": report["items"], "status": report["status"], "validity": report["validity"],
         "signals": {name: {key: report["signals"][name].get(key) for key in PER_SIGNAL} for name in SIGNALS},
-        "first_answers_copying_a_prompt_exemplar": flagged, "hand_written_copies": copies, "hand_written_copy_rate": copies / max(len(usable), 1),
+        **copies,
         "generator": provenance.get("generator"), "prompt_version": provenance.get("prompt_version"),
         "device": provenance.get("device"), "items_per_s": provenance.get("items_per_s_this_run"),
     }
@@ -66,8 +64,10 @@ def markdown(versions: dict[str, dict]) -> str:
     row("status ok / retried / failed", lambda v: " / ".join(f"{v['status'].get(k, 0):,}" for k in ("ok", "retried", "failed")))
     row("validity", lambda v: f"{v['validity']:.1%}")
     row("first answers copying a prompt exemplar (validator flag, then retried)",
-        lambda v: f"{v['first_answers_copying_a_prompt_exemplar']:,}")
-    row("phrases equal to a hand-written exemplar phrase", lambda v: f"{v['hand_written_copies']:,} ({v['hand_written_copy_rate']:.2%})")
+        lambda v: f"{v['first_answer_copies_of_prompt_exemplar']:,}")
+    row("final phrases equal to a hand-written exemplar phrase",
+        lambda v: f"{v['final_copies_of_hand_written_phrase']:,} (copy rate of both kinds over all "
+                  f"{v['signal_slots']:,} signal slots: {v['copy_rate']:.2%})")
     for key in PER_SIGNAL:
         row(f"{key.replace('_', ' ')} (scenario / intent / topic)",
             lambda v, key=key: " / ".join(f"{v['signals'][name][key]:.3f}" for name in SIGNALS))

@@ -28,6 +28,8 @@ def add_parser(subparsers) -> None:
 
 
 def comparison_rows(models: list[str], experiment: Path | None) -> tuple[list[dict], dict]:
+    from lamar_hf.report import artefact
+
     rows, provenance = [], {}
     for spec in models:
         label, sep, folder = spec.partition("=")
@@ -41,8 +43,6 @@ def comparison_rows(models: list[str], experiment: Path | None) -> tuple[list[di
         row.update({k: v for k, v in results["test"].items() if "@" in k})
         row["best epoch"] = results.get("best_epoch")
         rows.append(row)
-        from lamar_hf.report import artefact
-
         provenance[f"model: {label}"] = artefact(folder, backbone=results.get("model_args", {}).get("backbone"),
                                                  seed=results.get("seed"), epochs=results.get("epochs"))
     if experiment:
@@ -56,8 +56,6 @@ def comparison_rows(models: list[str], experiment: Path | None) -> tuple[list[di
                     row[metric] = entry[metric]["mean"]
                     row[f"{metric}_std"] = entry[metric]["std"]
                 rows.append(row)
-        from lamar_hf.report import artefact
-
         provenance["experiment"] = artefact(experiment)
     return rows, provenance
 
