@@ -38,8 +38,10 @@ Every option (``python training/train.py --help``) can also come from one JSON o
 import logging
 import sys
 
+from lamar_hf.distributed import exit_distributed_run
 from lamar_hf.training.run import main, parse_args
 
 if __name__ == "__main__":
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     main(*parse_args(sys.argv[1:]))
+    exit_distributed_run()

@@ -568,4 +568,7 @@ def main(args=None) -> TuneResult:
 
 
 if __name__ == "__main__":
+    from lamar_hf.distributed import exit_distributed_run
+
     main()
+    exit_distributed_run()
