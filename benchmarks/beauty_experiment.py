@@ -32,6 +32,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shlex
 import shutil
 import statistics
 import sys
@@ -190,6 +191,12 @@ def write_markdown(path: Path, summary: dict, config: dict) -> None:
         + (f"; training examples: {config['train_examples']}." if config.get("train_examples") else "."),
         "",
     ]
+    if config.get("model"):
+        settings = config["model"] if isinstance(config["model"], str) else ", ".join(
+            f"{key} {value}" for key, value in config["model"].items())
+        lines += [f"Model settings (the rest are each backbone's defaults): {settings}.", ""]
+    if config.get("note"):
+        lines += [config["note"], ""]
     if config.get("max_users"):
         lines += [f"**Smoke run** on the first {config['max_users']} users with a tiny budget: the figures only show that "
                   "the pipeline runs, they measure nothing.", ""]
@@ -203,13 +210,16 @@ def write_markdown(path: Path, summary: dict, config: dict) -> None:
             gain = entry.get("recall@20_gain_over_id")
             gain_text = "—" if variant == "id-only" or gain is None else f"{gain:+.1%}"
             lines.append(f"| {backbone} | {variant} | " + " | ".join(cells) + f" | {gain_text} | "
-                         + ", ".join(f"{e:g}" + ("*" if stopped else "") for e, stopped in
+                         + ", ".join(epoch_mark(e, stopped, config["max_epochs"]) for e, stopped in
                                      zip(entry["epochs"], entry.get("stopped_by_time_budget") or [False] * len(entry["epochs"])))
                          + " |")
     lines.append("")
     if any(any(entry.get("stopped_by_time_budget", ())) for variants in summary.values() for entry in variants.values()):
         lines += ["\\* ended by the time budget of the machine (`--time_budget`) before early stopping: the best "
                   "validation model so far was tested, so the run may not have converged.", ""]
+    if any(epoch >= config["max_epochs"] for variants in summary.values() for entry in variants.values()
+           for epoch in entry["epochs"]):
+        lines += ["† reached the epoch limit (`--max_epochs`) before early stopping: the run may not have converged.", ""]
     for backbone, variants in summary.items():
         best = max((v for v in variants if "signals" in v), key=lambda v: variants[v]["recall@20"]["mean"], default=None)
         if best and variants[best].get("recall@20_gain_over_id") is not None:
@@ -219,6 +229,11 @@ def write_markdown(path: Path, summary: dict, config: dict) -> None:
                          f"{verdict} the LaMAR paper's average gain of +{PAPER_GAIN:.1%}.")
     lines += ["", f"Command: `{config['command']}`", ""]
     path.write_text("\n".join(lines))
+
+
+def epoch_mark(epochs: float, stopped_by_time_budget: bool, max_epochs: int) -> str:
+    """A run's epoch count, marked ``*`` when the time budget ended it and ``†`` when it hit the epoch limit."""
+    return f"{epochs:g}" + ("*" if stopped_by_time_budget else "†" if epochs >= max_epochs else "")
 
 
 def metric_label(metric: str) -> str:
@@ -269,8 +284,9 @@ def run(options) -> None:
     # Unset options keep each backbone's own defaults (GRU4Rec: 1 layer, dropout 0.3; BERT4Rec: dropout 0.2; ...).
     model = {key: value for key, value in {
         "hidden_size": options.hidden_size, "num_hidden_layers": options.num_hidden_layers,
-        "hidden_dropout_prob": options.dropout, "attention_dropout_prob": options.dropout}.items() if value is not None}
-    threads = max(1, (os.cpu_count() or 1) // options.jobs)
+        "hidden_dropout_prob": options.dropout, "attention_dropout_prob": options.dropout,
+        "norm_first": None if options.norm_first is None else options.norm_first == "true"}.items() if value is not None}
+    threads = options.threads or max(1, (os.cpu_count() or 1) // options.jobs)
     jobs = [
         {"backbone": backbone, "variant": variant, "seed": seed, "inputs": str(inputs), "work": str(work), "device": options.device,
          "threads": threads, "max_users": options.max_users, "max_epochs": options.max_epochs,
@@ -306,7 +322,7 @@ def run(options) -> None:
         "fusion": options.fusion, "max_epochs": options.max_epochs, "patience": options.patience,
         "device": options.device, "jobs": options.jobs, "backbones": backbones, "model": model, "max_users": options.max_users,
         "train_examples": options.train_examples or "the backbone's own",
-        "command": "python benchmarks/beauty_experiment.py " + " ".join(sys.argv[1:]),
+        "command": "python benchmarks/beauty_experiment.py " + shlex.join(sys.argv[1:]),
         "wall_seconds": round(time.perf_counter() - started, 1),
     }
     write_results(Path(options.results_dir) / f"{options.name}.json", config, rows, backbones)
@@ -323,10 +339,12 @@ def collect(options) -> None:
     config = {
         "num_items": json.loads(_safetensors_header(Path(options.inputs) / SEQUENCES_FILE))["num_items"],
         "users": _users(Path(options.inputs)), "seeds": sorted({job["seed"] for job in jobs}),
-        "fusion": jobs[0]["fusion"], "max_epochs": max(job["max_epochs"] for job in jobs),
+        "fusion": ", ".join(sorted({row["fusion"] for row in rows if row["fusion"] != "none"} or {jobs[0]["fusion"]})),
+        "model": jobs[0]["model"] if all(job["model"] == jobs[0]["model"] for job in jobs) else "varies by run",
+        "note": options.note, "max_epochs": max(job["max_epochs"] for job in jobs),
         "patience": jobs[0]["patience"], "device": ", ".join(sorted({row["device"] for row in rows})),
         "backbones": backbones, "max_users": None,
-        "command": "python benchmarks/beauty_experiment.py " + " ".join(sys.argv[1:]),
+        "command": "python benchmarks/beauty_experiment.py " + shlex.join(sys.argv[1:]),
     }
     write_results(Path(options.results_dir) / f"{options.name}.json", config, rows, backbones)
 
@@ -380,6 +398,7 @@ def main() -> None:
     r.add_argument("--name", default="beauty_experiment", help="file name of the table, JSON and chart")
     r.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
     r.add_argument("--jobs", type=int, default=1, help="trainings run in parallel processes")
+    r.add_argument("--threads", type=int, default=None, help="torch threads per run (default: CPU cores / jobs)")
     r.add_argument("--seeds", default="0,1,2")
     r.add_argument("--variants", default=",".join(VARIANTS))
     r.add_argument("--backbones", default="sasrec", help="comma-separated backbones (lamar_hf.training.BACKBONES)")
@@ -396,12 +415,15 @@ def main() -> None:
     r.add_argument("--hidden_size", type=int, default=64)
     r.add_argument("--num_hidden_layers", type=int, default=None, help="default: the backbone's own")
     r.add_argument("--dropout", type=float, default=None, help="hidden and attention dropout (default: the backbone's own)")
+    r.add_argument("--norm_first", choices=("true", "false"), default=None,
+                   help="sasrec: pre-norm (true, default) or RecBole-style post-norm (false) blocks")
     r.add_argument("--force", action="store_true", help="redo runs that already have results")
     g = commands.add_parser("collect", help="summarise finished per-run JSON files (e.g. from several machines)")
     g.add_argument("--runs", nargs="+", required=True, help="folders holding <backbone>-<variant>-seed<N>.json files")
     g.add_argument("--inputs", default=str(REPO / "outputs" / "beauty_experiment_inputs"))
     g.add_argument("--results_dir", default=str(RESULTS))
     g.add_argument("--name", default="beauty_experiment")
+    g.add_argument("--note", default="", help="a line under the table's title, e.g. which signals the runs fused")
     c = commands.add_parser("report", help="rewrite the table and chart from a results JSON")
     c.add_argument("--json", default=str(RESULTS / "beauty_experiment.json"))
     options = parser.parse_args()

@@ -64,8 +64,9 @@ def test_output_shapes(fusion):
     assert model.score([[1, 2], [3]]).shape == (2, NUM_ITEMS + 1)
 
 
-def test_causal_masking_later_items_do_not_change_earlier_outputs():
-    model = tester.get_model("gate").eval()
+@pytest.mark.parametrize("norm_first", (True, False))
+def test_causal_masking_later_items_do_not_change_earlier_outputs(norm_first):
+    model = tester.get_model("gate", norm_first=norm_first).eval()
     first = torch.tensor([[5, 6, 7, 8, 9, 10]])
     second = torch.tensor([[5, 6, 7, 8, 30, 40]])  # differs from position 4 on
     hidden_first = model(first, output_hidden_states=True).last_hidden_state
@@ -81,9 +82,11 @@ def test_padding_does_not_change_scores():
     torch.testing.assert_close(short, padded)
 
 
-@pytest.mark.parametrize("fusion", FUSIONS)
-def test_loss_falls_and_every_trainable_parameter_changes(fusion):
-    model = tester.get_model(fusion)
+@pytest.mark.parametrize(("fusion", "norm_first"), [(fusion, True) for fusion in FUSIONS] + [("gate", False)])
+def test_loss_falls_and_every_trainable_parameter_changes(fusion, norm_first):
+    model = tester.get_model(fusion, norm_first=norm_first)
+    # pre-norm blocks end with a layer norm; post-norm blocks start with one on the input embeddings
+    assert isinstance(model.final_norm if norm_first else model.input_norm, torch.nn.LayerNorm)
     before = {name: p.detach().clone() for name, p in model.named_parameters() if p.requires_grad}
     text_buffer = model.item_table.text_embeddings.clone() if fusion != "none" else None
     input_ids, labels = tester.batch()
@@ -121,8 +124,9 @@ def test_sampled_bce_loss_trains_without_full_logits():
     assert model(input_ids, labels=labels).logits.shape == (13, NUM_ITEMS + 1)
 
 
-def test_save_and_load_give_identical_scores(tmp_path):
-    model = tester.get_model("gate").eval()
+@pytest.mark.parametrize("norm_first", (True, False))
+def test_save_and_load_give_identical_scores(tmp_path, norm_first):
+    model = tester.get_model("gate", norm_first=norm_first).eval()
     histories = [[1, 2, 3], [7], list(range(20, 40))]
     model.save_pretrained(tmp_path)
     config = json.loads((tmp_path / "config.json").read_text())
@@ -133,7 +137,7 @@ def test_save_and_load_give_identical_scores(tmp_path):
     assert (tmp_path / "modeling_lamar_sasrec.py").is_file() and (tmp_path / "configuration_lamar_sasrec.py").is_file()
     assert isinstance(AutoConfig.from_pretrained(tmp_path), LamarSASRecConfig)
     loaded = AutoModel.from_pretrained(tmp_path)
-    assert type(loaded) is LamarSASRecModel
+    assert type(loaded) is LamarSASRecModel and loaded.config.norm_first is norm_first
     assert torch.equal(loaded.score(histories), model.score(histories))
     assert loaded.recommend([1, 2, 3], k=5) == model.recommend([1, 2, 3], k=5)
 

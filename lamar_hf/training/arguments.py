@@ -35,6 +35,11 @@ class ModelArguments:
     attention_dropout_prob: float | None = field(
         default=None, metadata={"help": "Dropout on attention weights (default: sasrec 0.5, bert4rec 0.2)."}
     )
+    norm_first: bool | None = field(
+        default=None,
+        metadata={"help": "sasrec: pre-norm blocks (default true); false: post-norm blocks after a layer norm on the "
+                  "input embeddings, as in RecBole's SASRec."},
+    )
     gru_hidden_size: int | None = field(default=None, metadata={"help": "gru4rec: width of the GRU state (default 128)."})
     mask_prob: float | None = field(
         default=None, metadata={"help": "bert4rec: probability that a training item is masked (default 0.2)."}

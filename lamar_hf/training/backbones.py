@@ -108,7 +108,7 @@ def build_model(args: ModelArguments, num_items: int, text_embeddings: dict | No
 
 
 for name, config_class, model_class, own in (
-    ("sasrec", LamarSASRecConfig, LamarSASRecModel, TRANSFORMER_HYPERPARAMETERS),
+    ("sasrec", LamarSASRecConfig, LamarSASRecModel, TRANSFORMER_HYPERPARAMETERS + ("norm_first",)),
     ("gru4rec", LamarGRU4RecConfig, LamarGRU4RecModel, ("gru_hidden_size",)),
     ("bert4rec", LamarBERT4RecConfig, LamarBERT4RecModel, TRANSFORMER_HYPERPARAMETERS + ("mask_prob",)),
 ):

@@ -25,6 +25,8 @@ class LamarSASRecConfig(PretrainedConfig):
         hidden_dropout_prob: dropout on embeddings and on every block's outputs.
         attention_dropout_prob: dropout on attention weights.
         layer_norm_eps: epsilon of the layer norms.
+        norm_first: pre-norm blocks with a final layer norm (default, as in the original SASRec code), or, with
+            ``False``, post-norm blocks after a layer norm on the input embeddings (as in RecBole's SASRec).
         initializer_range: standard deviation of the normal initialisation.
         loss_type: ``"ce"`` (softmax cross-entropy over all items) or ``"bce"`` (binary cross-entropy against
             ``num_negatives`` uniformly sampled items per position, the original SASRec objective).
@@ -48,6 +50,7 @@ class LamarSASRecConfig(PretrainedConfig):
         hidden_dropout_prob: float = 0.5,
         attention_dropout_prob: float = 0.5,
         layer_norm_eps: float = 1e-8,
+        norm_first: bool = True,
         initializer_range: float = 0.02,
         loss_type: str = "ce",
         num_negatives: int = 1,
@@ -77,6 +80,7 @@ class LamarSASRecConfig(PretrainedConfig):
         self.hidden_dropout_prob = hidden_dropout_prob
         self.attention_dropout_prob = attention_dropout_prob
         self.layer_norm_eps = layer_norm_eps
+        self.norm_first = norm_first
         self.initializer_range = initializer_range
         self.loss_type = loss_type
         self.num_negatives = num_negatives

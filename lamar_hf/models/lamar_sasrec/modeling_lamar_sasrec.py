@@ -98,10 +98,12 @@ class LamarSASRecAttention(nn.Module):
 
 
 class LamarSASRecLayer(nn.Module):
-    """One pre-norm transformer block: causal self-attention, then a position-wise feed-forward layer."""
+    """One transformer block: causal self-attention, then a position-wise feed-forward layer, each in a residual
+    branch with a layer norm before it (``config.norm_first``) or after the residual sum."""
 
     def __init__(self, config: LamarSASRecConfig):
         super().__init__()
+        self.norm_first = config.norm_first
         self.attention_norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
         self.attention = LamarSASRecAttention(config)
         self.feed_forward_norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
@@ -114,8 +116,11 @@ class LamarSASRecLayer(nn.Module):
         self.dropout = nn.Dropout(config.hidden_dropout_prob)
 
     def forward(self, hidden: torch.Tensor) -> torch.Tensor:
-        hidden = hidden + self.dropout(self.attention(self.attention_norm(hidden)))
-        return hidden + self.dropout(self.feed_forward(self.feed_forward_norm(hidden)))
+        if self.norm_first:
+            hidden = hidden + self.dropout(self.attention(self.attention_norm(hidden)))
+            return hidden + self.dropout(self.feed_forward(self.feed_forward_norm(hidden)))
+        hidden = self.attention_norm(hidden + self.dropout(self.attention(hidden)))
+        return self.feed_forward_norm(hidden + self.dropout(self.feed_forward(hidden)))
 
 
 class LamarSASRecPreTrainedModel(PreTrainedModel):
@@ -140,7 +145,9 @@ class LamarSASRecModel(LamarSASRecPreTrainedModel):
         self.position_embeddings = nn.Embedding(config.max_history_length, config.hidden_size)
         self.dropout = nn.Dropout(config.hidden_dropout_prob)
         self.layers = nn.ModuleList(LamarSASRecLayer(config) for _ in range(config.num_hidden_layers))
-        self.final_norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+        # Pre-norm blocks end with a layer norm; post-norm blocks start from a normalised input instead.
+        self.input_norm = nn.Identity() if config.norm_first else nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+        self.final_norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps) if config.norm_first else nn.Identity()
         self.post_init()
 
     def get_input_embeddings(self) -> nn.Embedding:
@@ -192,7 +199,7 @@ class LamarSASRecModel(LamarSASRecPreTrainedModel):
             raise ValueError("input_ids must be right-padded: padding (item 0) may only follow the real items")
         item_table = self.item_table()
         positions = torch.arange(input_ids.shape[1], device=input_ids.device)
-        hidden = self.dropout(item_table[input_ids] + self.position_embeddings(positions))
+        hidden = self.dropout(self.input_norm(item_table[input_ids] + self.position_embeddings(positions)))
         for layer in self.layers:
             hidden = layer(hidden)
         hidden = self.final_norm(hidden)
