@@ -111,14 +111,22 @@ def run_one(job: dict) -> dict:
 
 def train_one(job: dict) -> dict:
     from lamar_hf.text_embeddings import load_text_embeddings
-    from lamar_hf.training import ModelArguments, RecommendationData, RecommenderTrainingArguments, train_recommender
+    from lamar_hf.training import (
+        ModelArguments,
+        RecommendationData,
+        RecommenderTrainingArguments,
+        get_backbone,
+        train_recommender,
+    )
 
     data = RecommendationData.load(Path(job["inputs"]) / SEQUENCES_FILE)
     if job["max_users"]:
         data = data.first_users(job["max_users"])
     signals, use_metadata = VARIANTS[job["variant"]]
+    # Settings shared by several backbones (e.g. --dropout's attention dropout) go to those that take them.
+    taken = get_backbone(job["backbone"]).hyperparameters
     model_args = ModelArguments(backbone=job["backbone"], signals=",".join(signals), use_metadata=use_metadata,
-                                fusion=job["fusion"], **job["model"])
+                                fusion=job["fusion"], **{k: v for k, v in job["model"].items() if k in taken})
     kinds = model_args.text_kinds()
     texts = load_text_embeddings(Path(job["inputs"]) / TEXTS_FILE, kinds)[0] if kinds else None
     output_dir = Path(job["work"]) / run_name(job)
@@ -414,9 +422,10 @@ def main() -> None:
     r.add_argument("--max_users", type=int, default=None, help="first N users only (smoke runs)")
     r.add_argument("--hidden_size", type=int, default=64)
     r.add_argument("--num_hidden_layers", type=int, default=None, help="default: the backbone's own")
-    r.add_argument("--dropout", type=float, default=None, help="hidden and attention dropout (default: the backbone's own)")
+    r.add_argument("--dropout", type=float, default=None,
+                   help="hidden and (for backbones with attention) attention dropout (default: the backbone's own)")
     r.add_argument("--norm_first", choices=("true", "false"), default=None,
-                   help="sasrec: pre-norm (true, default) or RecBole-style post-norm (false) blocks")
+                   help="sasrec (other backbones ignore it): pre-norm (true, default) or RecBole-style post-norm (false) blocks")
     r.add_argument("--force", action="store_true", help="redo runs that already have results")
     g = commands.add_parser("collect", help="summarise finished per-run JSON files (e.g. from several machines)")
     g.add_argument("--runs", nargs="+", required=True, help="folders holding <backbone>-<variant>-seed<N>.json files")

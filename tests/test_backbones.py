@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 import backbone_battery as battery
+from lamar_hf.training import ModelArguments, build_model
 from lamar_hf.models.lamar_bert4rec import LamarBERT4RecConfig, LamarBERT4RecModel
 from lamar_hf.models.lamar_gru4rec import LamarGRU4RecConfig, LamarGRU4RecModel
 from lamar_hf.models.lamar_sasrec import LamarSASRecConfig, LamarSASRecModel
@@ -140,3 +141,27 @@ def test_copied_code_matches_sasrec(relative):
         original = "\n".join(line.rstrip() for line in dedent_to(original, indent).splitlines())
         copy = "\n".join(line.rstrip() for line in copy.splitlines())
         assert copy == original, f"{relative}: the copy of {target} differs from the original"
+
+
+# ----------------------------------------------------------------------------------- backbone-specific arguments
+
+FOREIGN_VALUES = {"norm_first": False, "mask_prob": 0.3, "attention_dropout_prob": 0.1, "gru_hidden_size": 32}
+
+
+@pytest.mark.parametrize(("backbone", "argument"), [
+    ("gru4rec", "norm_first"), ("bert4rec", "norm_first"), ("sasrec", "mask_prob"), ("sasrec", "gru_hidden_size"),
+    ("gru4rec", "attention_dropout_prob"),
+])
+def test_an_argument_of_another_backbone_is_refused(backbone, argument):
+    args = ModelArguments(backbone=backbone, **{argument: FOREIGN_VALUES[argument]})
+    with pytest.raises(ValueError, match=f"--{argument} does not apply to the {backbone} backbone"):
+        build_model(args, num_items=20)
+
+
+@pytest.mark.parametrize(("backbone", "argument"), [
+    ("sasrec", "norm_first"), ("bert4rec", "mask_prob"), ("gru4rec", "gru_hidden_size"),
+    ("bert4rec", "attention_dropout_prob"),
+])
+def test_an_argument_of_the_backbone_reaches_its_config(backbone, argument):
+    args = ModelArguments(backbone=backbone, **{argument: FOREIGN_VALUES[argument]})
+    assert getattr(build_model(args, num_items=20).config, argument) == FOREIGN_VALUES[argument]

@@ -31,6 +31,16 @@ from .arguments import ModelArguments
 from .data import NextItemCollator, last_item_examples, next_item_windows
 
 
+# Hyper-parameters every backbone takes; each backbone adds its own. An argument left at None keeps the
+# backbone's own default (its config class's), e.g. dropout 0.5 for SASRec, 0.3 for GRU4Rec, 0.2 for BERT4Rec.
+COMMON_HYPERPARAMETERS = (
+    "hidden_size", "num_hidden_layers", "max_history_length", "hidden_dropout_prob", "loss_type", "num_negatives"
+)
+TRANSFORMER_HYPERPARAMETERS = ("num_attention_heads", "intermediate_size", "attention_dropout_prob")
+# Arguments that default to None and that only some backbones take: setting one for another backbone is a mistake.
+BACKBONE_SPECIFIC_ARGUMENTS = ("attention_dropout_prob", "norm_first", "gru_hidden_size", "mask_prob")
+
+
 @dataclass(frozen=True)
 class Backbone:
     """One architecture: its config and model classes, how its config is made from the arguments, and which
@@ -43,14 +53,7 @@ class Backbone:
     train_examples: Callable = next_item_windows  # (training sequences, max_history_length) -> examples
     eval_examples: Callable = last_item_examples  # (histories, targets, max_history_length) -> examples
     collator: Callable = NextItemCollator  # () -> callable(examples) -> batch
-
-
-# Hyper-parameters every backbone takes; each backbone adds its own. An argument left at None keeps the
-# backbone's own default (its config class's), e.g. dropout 0.5 for SASRec, 0.3 for GRU4Rec, 0.2 for BERT4Rec.
-COMMON_HYPERPARAMETERS = (
-    "hidden_size", "num_hidden_layers", "max_history_length", "hidden_dropout_prob", "loss_type", "num_negatives"
-)
-TRANSFORMER_HYPERPARAMETERS = ("num_attention_heads", "intermediate_size", "attention_dropout_prob")
+    hyperparameters: tuple[str, ...] = COMMON_HYPERPARAMETERS  # the ModelArguments fields its config takes
 
 
 def config_from_arguments(
@@ -62,7 +65,15 @@ def config_from_arguments(
     hyperparameters: tuple[str, ...] = COMMON_HYPERPARAMETERS,
 ):
     """A ``config_class`` for ``num_items`` items fusing ``text_kinds``, with every hyper-parameter of
-    ``hyperparameters`` that the arguments set (not None)."""
+    ``hyperparameters`` that the arguments set (not None).
+
+    Raises:
+        ValueError: for a backbone-specific argument (e.g. ``mask_prob``) set for a backbone that does not take it.
+    """
+    foreign = [name for name in BACKBONE_SPECIFIC_ARGUMENTS
+               if getattr(args, name) is not None and name not in hyperparameters]
+    if foreign:
+        raise ValueError(f"--{foreign[0]} does not apply to the {args.backbone} backbone; leave it out")
     chosen = {name: getattr(args, name) for name in hyperparameters if getattr(args, name) is not None}
     return config_class(
         num_items=num_items,
@@ -112,5 +123,6 @@ for name, config_class, model_class, own in (
     ("gru4rec", LamarGRU4RecConfig, LamarGRU4RecModel, ("gru_hidden_size",)),
     ("bert4rec", LamarBERT4RecConfig, LamarBERT4RecModel, TRANSFORMER_HYPERPARAMETERS + ("mask_prob",)),
 ):
-    make_config = functools.partial(config_from_arguments, config_class, hyperparameters=COMMON_HYPERPARAMETERS + own)
-    register_backbone(Backbone(name, config_class, model_class, make_config))
+    taken = COMMON_HYPERPARAMETERS + own
+    make_config = functools.partial(config_from_arguments, config_class, hyperparameters=taken)
+    register_backbone(Backbone(name, config_class, model_class, make_config, hyperparameters=taken))
