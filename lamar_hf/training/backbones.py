@@ -14,7 +14,6 @@ What the trainer expects of a backbone's model:
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -43,46 +42,37 @@ BACKBONE_SPECIFIC_ARGUMENTS = ("attention_dropout_prob", "norm_first", "gru_hidd
 
 @dataclass(frozen=True)
 class Backbone:
-    """One architecture: its config and model classes, how its config is made from the arguments, and which
-    examples and collator train and evaluate it."""
+    """One architecture: its config and model classes, which arguments its config takes, and which examples and
+    collator train and evaluate it."""
 
     name: str
     config_class: type
     model_class: type
-    make_config: Callable[..., object]  # (arguments, num_items, text kinds, text_embedding_dim) -> config
+    hyperparameters: tuple[str, ...] = COMMON_HYPERPARAMETERS  # the ModelArguments fields its config takes
     train_examples: Callable = next_item_windows  # (training sequences, max_history_length) -> examples
     eval_examples: Callable = last_item_examples  # (histories, targets, max_history_length) -> examples
     collator: Callable = NextItemCollator  # () -> callable(examples) -> batch
-    hyperparameters: tuple[str, ...] = COMMON_HYPERPARAMETERS  # the ModelArguments fields its config takes
 
+    def make_config(self, args: ModelArguments, num_items: int, text_kinds: list[str], text_embedding_dim: int):
+        """A ``config_class`` for ``num_items`` items fusing ``text_kinds``, with every hyper-parameter of
+        ``hyperparameters`` that the arguments set (not None).
 
-def config_from_arguments(
-    config_class,
-    args: ModelArguments,
-    num_items: int,
-    text_kinds: list[str],
-    text_embedding_dim: int,
-    hyperparameters: tuple[str, ...] = COMMON_HYPERPARAMETERS,
-):
-    """A ``config_class`` for ``num_items`` items fusing ``text_kinds``, with every hyper-parameter of
-    ``hyperparameters`` that the arguments set (not None).
-
-    Raises:
-        ValueError: for a backbone-specific argument (e.g. ``mask_prob``) set for a backbone that does not take it.
-    """
-    foreign = [name for name in BACKBONE_SPECIFIC_ARGUMENTS
-               if getattr(args, name) is not None and name not in hyperparameters]
-    if foreign:
-        raise ValueError(f"--{foreign[0]} does not apply to the {args.backbone} backbone; leave it out")
-    chosen = {name: getattr(args, name) for name in hyperparameters if getattr(args, name) is not None}
-    return config_class(
-        num_items=num_items,
-        fusion=args.fusion if text_kinds else "none",
-        text_kinds=text_kinds,
-        text_embedding_dim=text_embedding_dim,
-        text_encoder=args.text_encoder,
-        **chosen,
-    )
+        Raises:
+            ValueError: for a backbone-specific argument (e.g. ``mask_prob``) set for a backbone that does not take it.
+        """
+        foreign = [name for name in BACKBONE_SPECIFIC_ARGUMENTS
+                   if getattr(args, name) is not None and name not in self.hyperparameters]
+        if foreign:
+            raise ValueError(f"--{foreign[0]} does not apply to the {self.name} backbone; leave it out")
+        chosen = {name: getattr(args, name) for name in self.hyperparameters if getattr(args, name) is not None}
+        return self.config_class(
+            num_items=num_items,
+            fusion=args.fusion if text_kinds else "none",
+            text_kinds=text_kinds,
+            text_embedding_dim=text_embedding_dim,
+            text_encoder=args.text_encoder,
+            **chosen,
+        )
 
 
 BACKBONES: dict[str, Backbone] = {}
@@ -123,6 +113,4 @@ for name, config_class, model_class, own in (
     ("gru4rec", LamarGRU4RecConfig, LamarGRU4RecModel, ("gru_hidden_size",)),
     ("bert4rec", LamarBERT4RecConfig, LamarBERT4RecModel, TRANSFORMER_HYPERPARAMETERS + ("mask_prob",)),
 ):
-    taken = COMMON_HYPERPARAMETERS + own
-    make_config = functools.partial(config_from_arguments, config_class, hyperparameters=taken)
-    register_backbone(Backbone(name, config_class, model_class, make_config, hyperparameters=taken))
+    register_backbone(Backbone(name, config_class, model_class, hyperparameters=COMMON_HYPERPARAMETERS + own))
