@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shlex
 import sys
 from pathlib import Path
 
@@ -72,7 +73,7 @@ def markdown(versions: dict[str, dict]) -> str:
         row(f"{key.replace('_', ' ')} (scenario / intent / topic)",
             lambda v, key=key: " / ".join(f"{v['signals'][name][key]:.3f}" for name in SIGNALS))
     row("generation items/s (device)", lambda v: f"{v['items_per_s']} ({v['device']})")
-    lines += ["", "Command: `python benchmarks/compare_signal_versions.py " + " ".join(sys.argv[1:]) + "`", ""]
+    lines += ["", "Command: `python benchmarks/compare_signal_versions.py " + shlex.join(sys.argv[1:]) + "`", ""]
     return "\n".join(lines)
 
 
