@@ -139,6 +139,7 @@ def train_one(job: dict) -> dict:
     callbacks = [TrainingTimeBudget(job["time_budget"])] if job.get("time_budget") else []
     result = train_recommender(data, model_args, training_args, texts, callbacks=callbacks)
     shutil.rmtree(output_dir, ignore_errors=True)  # checkpoints are not needed once the test figures are in
+    repeat_score = getattr(result.model, "repeat_score", None)
     return {
         "backbone": job["backbone"], "variant": job["variant"], "seed": job["seed"],
         "fusion": job["fusion"] if kinds else "none",
@@ -146,9 +147,24 @@ def train_one(job: dict) -> dict:
         "best_epoch": result.best_epoch, "train_seconds": round(result.train_seconds, 1),
         "stopped_by_time_budget": bool(callbacks and callbacks[0].stopped),
         "device": str(result.model.device),
+        # For comparison only (the protocol ranks every item): the same model with each user's history removed.
+        "test_excluding_history": test_excluding_history(result.model, data),
+        **({"repeat_score": round(repeat_score.item(), 4)} if repeat_score is not None else {}),
         "validation_ndcg@10_by_epoch": [round(entry["eval_ndcg@10"], 5) for entry in result.log_history
                                         if "eval_ndcg@10" in entry and "epoch" in entry],
     }
+
+
+def test_excluding_history(model, data) -> dict[str, float]:
+    """Test Recall/NDCG/MRR@10/20 when the items of each history are never recommended (as RecBole-style
+    evaluators with history filtering do)."""
+    import torch
+
+    from lamar_hf.metrics import ranking_metrics, target_ranks
+
+    scores = model.score(data.histories["test"], exclude_history=True)
+    targets = torch.tensor(data.targets["test"], device=scores.device)
+    return ranking_metrics(target_ranks(scores, targets).cpu().numpy(), (10, 20))
 
 
 class TrainingTimeBudget(TrainerCallback):
@@ -293,7 +309,8 @@ def run(options) -> None:
     model = {key: value for key, value in {
         "hidden_size": options.hidden_size, "num_hidden_layers": options.num_hidden_layers,
         "hidden_dropout_prob": options.dropout, "attention_dropout_prob": options.dropout,
-        "norm_first": None if options.norm_first is None else options.norm_first == "true"}.items() if value is not None}
+        "norm_first": None if options.norm_first is None else options.norm_first == "true",
+        "repeat_bias": None if options.repeat_bias is None else options.repeat_bias == "true"}.items() if value is not None}
     threads = options.threads or max(1, (os.cpu_count() or 1) // options.jobs)
     jobs = [
         {"backbone": backbone, "variant": variant, "seed": seed, "inputs": str(inputs), "work": str(work), "device": options.device,
@@ -426,6 +443,8 @@ def main() -> None:
                    help="hidden and (for backbones with attention) attention dropout (default: the backbone's own)")
     r.add_argument("--norm_first", choices=("true", "false"), default=None,
                    help="sasrec (other backbones ignore it): pre-norm (true, default) or RecBole-style post-norm (false) blocks")
+    r.add_argument("--repeat_bias", choices=("true", "false"), default=None,
+                   help="sasrec (other backbones ignore it): learn a score for items already in the history (default false)")
     r.add_argument("--force", action="store_true", help="redo runs that already have results")
     g = commands.add_parser("collect", help="summarise finished per-run JSON files (e.g. from several machines)")
     g.add_argument("--runs", nargs="+", required=True, help="folders holding <backbone>-<variant>-seed<N>.json files")

@@ -314,5 +314,8 @@ def check_bad_input(backbone: Backbone) -> None:
     assert model.recommend(long_history, k=5) == model.recommend(long_history[-LENGTH:], k=5)
     top = model.recommend([1, 2, 3], k=NUM_ITEMS, exclude_history=True)
     assert not {1, 2, 3} & set(top[: NUM_ITEMS - 3]) and len(top) == NUM_ITEMS
+    # Excluding the history excludes all of it, also the items before the window that the model reads.
+    excluded = model.score([long_history], exclude_history=True)[0]
+    assert torch.isneginf(excluded[long_history]).all() and torch.isfinite(excluded[len(long_history) + 1 :]).all()
     batch = model.recommend([[1, 2, 3], [4]], k=4)
     assert batch[0] == model.recommend([1, 2, 3], k=4) and len(batch[1]) == 4

@@ -145,12 +145,13 @@ def test_copied_code_matches_sasrec(relative):
 
 # ----------------------------------------------------------------------------------- backbone-specific arguments
 
-FOREIGN_VALUES = {"norm_first": False, "mask_prob": 0.3, "attention_dropout_prob": 0.1, "gru_hidden_size": 32}
+FOREIGN_VALUES = {"norm_first": False, "repeat_bias": True, "mask_prob": 0.3, "attention_dropout_prob": 0.1,
+                  "gru_hidden_size": 32}
 
 
 @pytest.mark.parametrize(("backbone", "argument"), [
     ("gru4rec", "norm_first"), ("bert4rec", "norm_first"), ("sasrec", "mask_prob"), ("sasrec", "gru_hidden_size"),
-    ("gru4rec", "attention_dropout_prob"),
+    ("gru4rec", "attention_dropout_prob"), ("bert4rec", "repeat_bias"),
 ])
 def test_an_argument_of_another_backbone_is_refused(backbone, argument):
     args = ModelArguments(backbone=backbone, **{argument: FOREIGN_VALUES[argument]})
@@ -160,7 +161,7 @@ def test_an_argument_of_another_backbone_is_refused(backbone, argument):
 
 @pytest.mark.parametrize(("backbone", "argument"), [
     ("sasrec", "norm_first"), ("bert4rec", "mask_prob"), ("gru4rec", "gru_hidden_size"),
-    ("bert4rec", "attention_dropout_prob"),
+    ("bert4rec", "attention_dropout_prob"), ("sasrec", "repeat_bias"),
 ])
 def test_an_argument_of_the_backbone_reaches_its_config(backbone, argument):
     args = ModelArguments(backbone=backbone, **{argument: FOREIGN_VALUES[argument]})

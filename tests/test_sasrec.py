@@ -82,9 +82,11 @@ def test_padding_does_not_change_scores():
     torch.testing.assert_close(short, padded)
 
 
-@pytest.mark.parametrize(("fusion", "norm_first"), [(fusion, True) for fusion in FUSIONS] + [("gate", False)])
-def test_loss_falls_and_every_trainable_parameter_changes(fusion, norm_first):
-    model = tester.get_model(fusion, norm_first=norm_first)
+@pytest.mark.parametrize(("fusion", "norm_first", "repeat_bias"),
+                         [(fusion, True, False) for fusion in FUSIONS] + [("gate", False, False), ("add", True, True)])
+def test_loss_falls_and_every_trainable_parameter_changes(fusion, norm_first, repeat_bias):
+    model = tester.get_model(fusion, norm_first=norm_first, repeat_bias=repeat_bias)
+    assert (model.repeat_score is not None) is repeat_bias
     # pre-norm blocks end with a layer norm; post-norm blocks start with one on the input embeddings
     assert isinstance(model.final_norm if norm_first else model.input_norm, torch.nn.LayerNorm)
     before = {name: p.detach().clone() for name, p in model.named_parameters() if p.requires_grad}
@@ -124,9 +126,55 @@ def test_sampled_bce_loss_trains_without_full_logits():
     assert model(input_ids, labels=labels).logits.shape == (13, NUM_ITEMS + 1)
 
 
-@pytest.mark.parametrize("norm_first", (True, False))
-def test_save_and_load_give_identical_scores(tmp_path, norm_first):
-    model = tester.get_model("gate", norm_first=norm_first).eval()
+@pytest.mark.parametrize("loss_type", ("ce", "bce"))
+@pytest.mark.parametrize("users_pick_items_again", (False, True))
+def test_repeat_bias_learns_whether_users_pick_items_again(loss_type, users_pick_items_again):
+    model = tester.get_model(repeat_bias=True, loss_type=loss_type, num_negatives=5, hidden_dropout_prob=0.0,
+                             attention_dropout_prob=0.0)
+    if users_pick_items_again:  # from the third position on, the next item is one already read
+        input_ids = torch.tensor([[1, 2, 1, 2, 1, 2, 1, 2], [7, 8, 9, 7, 8, 9, 7, 8]])
+        labels = torch.tensor([[2, -100, 2, 1, 2, 1, 2, 1], [8, 9, -100, 8, 9, 7, 8, 9]])
+    else:  # never
+        input_ids, labels = tester.batch()
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
+    model.train()
+    for _ in range(30):
+        optimizer.zero_grad()
+        model(input_ids, labels=labels).loss.backward()
+        optimizer.step()
+    assert (model.repeat_score.item() > 0.1) if users_pick_items_again else (model.repeat_score.item() < -0.1)
+
+
+def test_repeat_bias_covers_only_the_items_read_so_far():
+    model = tester.get_model(repeat_bias=True).eval()
+    input_ids, labels = tester.batch()
+    neutral = model(input_ids, labels=labels).logits
+    with torch.no_grad():
+        model.repeat_score.fill_(-3.0)
+    biased = model(input_ids, labels=labels).logits
+    shift = (biased - neutral)[:, 1:]  # column 0 (padding) is -inf in both
+    # logits rows are the labelled positions in row-major order: row r scores the item after position t
+    expected = torch.zeros_like(shift)
+    row = 0
+    for sequence, sequence_labels in zip(input_ids.tolist(), labels.tolist()):
+        for position, label in enumerate(sequence_labels):
+            if label != -100:
+                for item in sequence[: position + 1]:
+                    expected[row, item - 1] = -3.0
+                row += 1
+    torch.testing.assert_close(shift, expected)
+    # serving reads the whole history: its items, and no other, are pushed down
+    history = [4, 9, 30]
+    shift = model.score([history])[0, 1:] - tester.get_model(repeat_bias=True).eval().score([history])[0, 1:]
+    assert sorted((shift != 0).nonzero().flatten().add(1).tolist()) == history
+
+
+@pytest.mark.parametrize(("norm_first", "repeat_bias"), [(True, False), (False, False), (True, True)])
+def test_save_and_load_give_identical_scores(tmp_path, norm_first, repeat_bias):
+    model = tester.get_model("gate", norm_first=norm_first, repeat_bias=repeat_bias).eval()
+    if repeat_bias:
+        with torch.no_grad():
+            model.repeat_score.fill_(-0.75)
     histories = [[1, 2, 3], [7], list(range(20, 40))]
     model.save_pretrained(tmp_path)
     config = json.loads((tmp_path / "config.json").read_text())
@@ -138,6 +186,7 @@ def test_save_and_load_give_identical_scores(tmp_path, norm_first):
     assert isinstance(AutoConfig.from_pretrained(tmp_path), LamarSASRecConfig)
     loaded = AutoModel.from_pretrained(tmp_path)
     assert type(loaded) is LamarSASRecModel and loaded.config.norm_first is norm_first
+    assert loaded.config.repeat_bias is repeat_bias
     assert torch.equal(loaded.score(histories), model.score(histories))
     assert loaded.recommend([1, 2, 3], k=5) == model.recommend([1, 2, 3], k=5)
 

@@ -40,6 +40,11 @@ class ModelArguments:
         metadata={"help": "sasrec: pre-norm blocks (default true); false: post-norm blocks after a layer norm on the "
                   "input embeddings, as in RecBole's SASRec."},
     )
+    repeat_bias: bool | None = field(
+        default=None,
+        metadata={"help": "sasrec: learn one score added to the items already in the history (default false); on "
+                  "data where nobody picks an item twice it learns to rank the history last."},
+    )
     gru_hidden_size: int | None = field(default=None, metadata={"help": "gru4rec: width of the GRU state (default 128)."})
     mask_prob: float | None = field(
         default=None, metadata={"help": "bert4rec: probability that a training item is masked (default 0.2)."}

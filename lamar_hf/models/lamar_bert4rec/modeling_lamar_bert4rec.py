@@ -287,17 +287,20 @@ class LamarBERT4RecModel(LamarBERT4RecPreTrainedModel):
         return hidden
 
     # Copied from lamar_hf.models.lamar_sasrec.modeling_lamar_sasrec.LamarSASRecModel._sampled_bce_loss
-    def _sampled_bce_loss(self, queries, targets, item_table) -> torch.Tensor:
+    def _sampled_bce_loss(self, queries, targets, item_table, score_shift=None) -> torch.Tensor:
         """Binary cross-entropy of each target against ``num_negatives`` items drawn uniformly from all items
-        (a draw may hit the target; with thousands of items that is rare and harmless)."""
+        (a draw may hit the target; with thousands of items that is rare and harmless). ``score_shift``, if given,
+        maps the scored items ``[n, 1 + num_negatives]`` (target first) to amounts added to their scores."""
         negatives = torch.randint(
             1, self.config.num_items + 1, (targets.shape[0], self.config.num_negatives), device=targets.device
         )
-        positive_scores = (queries * item_table[targets]).sum(-1)
-        negative_scores = torch.einsum("nd,nkd->nk", queries, item_table[negatives])
+        candidates = torch.cat([targets[:, None], negatives], dim=1)
+        scores = torch.einsum("nd,nkd->nk", queries, item_table[candidates])
+        if score_shift is not None:
+            scores = scores + score_shift(candidates)
         return F.binary_cross_entropy_with_logits(
-            positive_scores, torch.ones_like(positive_scores)
-        ) + F.binary_cross_entropy_with_logits(negative_scores, torch.zeros_like(negative_scores))
+            scores[:, 0], torch.ones_like(scores[:, 0])
+        ) + F.binary_cross_entropy_with_logits(scores[:, 1:], torch.zeros_like(scores[:, 1:]))
 
     # Copied from lamar_hf.models.lamar_sasrec.modeling_lamar_sasrec.LamarSASRecModel._check_histories
     def _check_histories(self, histories: Sequence[Sequence[int]]) -> list[list[int]]:
@@ -316,18 +319,20 @@ class LamarBERT4RecModel(LamarBERT4RecPreTrainedModel):
         return checked
 
     @torch.no_grad()
-    def score(self, histories: Sequence[Sequence[int]], batch_size: int = 1024) -> torch.Tensor:
+    def score(self, histories: Sequence[Sequence[int]], batch_size: int = 1024, exclude_history: bool = False) -> torch.Tensor:
         """Scores ``[len(histories), num_items + 1]`` of every item as the next one after each history.
 
         Each history lists item ids oldest first; only its most recent ``max_history_length - 1`` items are read
         (the mask token whose prediction is the score takes the last position).
-        Column 0 (padding) is ``-inf``. Runs in evaluation mode (no dropout) and restores the previous mode.
+        Column 0 (padding) is ``-inf``, and so is every item of a history (all of it, not only the part read) with
+        ``exclude_history=True``. Runs in evaluation mode (no dropout) and restores the previous mode.
 
         Raises:
             ValueError: for an empty history or an item id outside ``1..num_items``.
             TypeError: for an item id that is not an integer.
         """
-        histories = self._check_histories(histories)
+        whole_histories = list(histories)
+        histories = self._check_histories(whole_histories)
         was_training = self.training
         self.eval()
         try:
@@ -337,7 +342,11 @@ class LamarBERT4RecModel(LamarBERT4RecPreTrainedModel):
                 width = max(len(history) for history in batch)
                 input_ids = torch.tensor([history + [0] * (width - len(history)) for history in batch], device=device)
                 scores.append(self(input_ids).logits.float())
-            return torch.cat(scores) if scores else torch.empty(0, self.config.num_items + 1, device=device)
+            scores = torch.cat(scores) if scores else torch.empty(0, self.config.num_items + 1, device=device)
+            if exclude_history:
+                for row, history in enumerate(whole_histories):
+                    scores[row, [operator.index(item) for item in history]] = float("-inf")
+            return scores
         finally:
             self.train(was_training)
 
@@ -358,9 +367,6 @@ class LamarBERT4RecModel(LamarBERT4RecPreTrainedModel):
         histories = [history] if single else [h.tolist() if isinstance(h, torch.Tensor) else h for h in history]
         if not 1 <= k <= self.config.num_items:
             raise ValueError(f"k must be between 1 and the number of items ({self.config.num_items}), got {k}")
-        scores = self.score(histories)
-        if exclude_history:
-            for row, items in enumerate(histories):
-                scores[row, [operator.index(item) for item in items]] = float("-inf")
+        scores = self.score(histories, exclude_history=exclude_history)
         top = scores.topk(k, dim=1).indices.tolist()
         return top[0] if single else top

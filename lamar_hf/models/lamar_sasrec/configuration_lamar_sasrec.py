@@ -28,6 +28,9 @@ class LamarSASRecConfig(PretrainedConfig):
         norm_first: pre-norm blocks with a final layer norm (default, as in the original SASRec code), or, with
             ``False``, post-norm blocks after a layer norm on the input embeddings (as in RecBole's SASRec).
         initializer_range: standard deviation of the normal initialisation.
+        repeat_bias: learn one score that is added to every item the history already holds, so that the model
+            learns how likely a user is to pick an item again. Where no target repeats a history item (Amazon
+            Beauty), it learns to rank the history last instead of spending top ranks on the items just read.
         loss_type: ``"ce"`` (softmax cross-entropy over all items) or ``"bce"`` (binary cross-entropy against
             ``num_negatives`` uniformly sampled items per position, the original SASRec objective).
         num_negatives: negatives per position for ``loss_type="bce"``.
@@ -52,6 +55,7 @@ class LamarSASRecConfig(PretrainedConfig):
         layer_norm_eps: float = 1e-8,
         norm_first: bool = True,
         initializer_range: float = 0.02,
+        repeat_bias: bool = False,
         loss_type: str = "ce",
         num_negatives: int = 1,
         fusion: str = "none",
@@ -82,6 +86,7 @@ class LamarSASRecConfig(PretrainedConfig):
         self.layer_norm_eps = layer_norm_eps
         self.norm_first = norm_first
         self.initializer_range = initializer_range
+        self.repeat_bias = repeat_bias
         self.loss_type = loss_type
         self.num_negatives = num_negatives
         self.fusion = fusion

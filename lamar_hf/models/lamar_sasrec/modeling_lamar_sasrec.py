@@ -148,6 +148,8 @@ class LamarSASRecModel(LamarSASRecPreTrainedModel):
         # Pre-norm blocks end with a layer norm; post-norm blocks start from a normalised input instead.
         self.input_norm = nn.Identity() if config.norm_first else nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
         self.final_norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps) if config.norm_first else nn.Identity()
+        # One learned score for "already in the history"; starts neutral.
+        self.repeat_score = nn.Parameter(torch.zeros(())) if config.repeat_bias else None
         self.post_init()
 
     def get_input_embeddings(self) -> nn.Embedding:
@@ -210,19 +212,28 @@ class LamarSASRecModel(LamarSASRecPreTrainedModel):
             scored = labels != IGNORE_INDEX
             if not scored.any():
                 raise ValueError("labels hold no target (every position is -100)")
-            queries, targets = hidden[scored], labels[scored]
+            rows, positions = scored.nonzero(as_tuple=True)  # row-major, as the logits rows
+            targets = labels[rows, positions]
         else:
             lengths = real.sum(dim=1)
             if (lengths == 0).any():
                 raise ValueError("a sequence is empty: at least one item is needed to recommend the next")
-            queries = hidden[torch.arange(hidden.shape[0], device=hidden.device), lengths - 1]
+            rows, positions = torch.arange(hidden.shape[0], device=hidden.device), lengths - 1
             targets = None
+        queries = hidden[rows, positions]
+        history = self._items_read(input_ids, rows, positions) if self.repeat_score is not None else None
 
         loss = logits = None
         if self.config.loss_type == "bce" and targets is not None:
-            loss = self._sampled_bce_loss(queries, targets, item_table)
+            repeat_shift = None if history is None else (
+                lambda items: self.repeat_score * (history[:, None, :] == items[:, :, None]).any(-1)
+            )
+            loss = self._sampled_bce_loss(queries, targets, item_table, repeat_shift)
         if not (self.training and loss is not None):
             logits = queries @ item_table.T
+            if history is not None:
+                in_history = torch.zeros_like(logits, dtype=torch.bool).scatter_(1, history, True)
+                logits = logits + self.repeat_score * in_history
             logits[:, 0] = float("-inf")  # padding is never recommended
             if targets is not None and loss is None:
                 loss = F.cross_entropy(logits, targets)
@@ -230,17 +241,26 @@ class LamarSASRecModel(LamarSASRecPreTrainedModel):
             loss=loss, logits=logits, last_hidden_state=hidden if output_hidden_states else None
         )
 
-    def _sampled_bce_loss(self, queries, targets, item_table) -> torch.Tensor:
+    @staticmethod
+    def _items_read(input_ids, rows, positions) -> torch.Tensor:
+        """``[len(rows), length]``: for each scored position, the items read up to and including it (0 after it)."""
+        after = torch.arange(input_ids.shape[1], device=input_ids.device) > positions[:, None]
+        return input_ids[rows].masked_fill(after, 0)
+
+    def _sampled_bce_loss(self, queries, targets, item_table, score_shift=None) -> torch.Tensor:
         """Binary cross-entropy of each target against ``num_negatives`` items drawn uniformly from all items
-        (a draw may hit the target; with thousands of items that is rare and harmless)."""
+        (a draw may hit the target; with thousands of items that is rare and harmless). ``score_shift``, if given,
+        maps the scored items ``[n, 1 + num_negatives]`` (target first) to amounts added to their scores."""
         negatives = torch.randint(
             1, self.config.num_items + 1, (targets.shape[0], self.config.num_negatives), device=targets.device
         )
-        positive_scores = (queries * item_table[targets]).sum(-1)
-        negative_scores = torch.einsum("nd,nkd->nk", queries, item_table[negatives])
+        candidates = torch.cat([targets[:, None], negatives], dim=1)
+        scores = torch.einsum("nd,nkd->nk", queries, item_table[candidates])
+        if score_shift is not None:
+            scores = scores + score_shift(candidates)
         return F.binary_cross_entropy_with_logits(
-            positive_scores, torch.ones_like(positive_scores)
-        ) + F.binary_cross_entropy_with_logits(negative_scores, torch.zeros_like(negative_scores))
+            scores[:, 0], torch.ones_like(scores[:, 0])
+        ) + F.binary_cross_entropy_with_logits(scores[:, 1:], torch.zeros_like(scores[:, 1:]))
 
     def _check_histories(self, histories: Sequence[Sequence[int]]) -> list[list[int]]:
         """Validated histories, each cut to its most recent ``max_history_length`` items."""
@@ -258,17 +278,19 @@ class LamarSASRecModel(LamarSASRecPreTrainedModel):
         return checked
 
     @torch.no_grad()
-    def score(self, histories: Sequence[Sequence[int]], batch_size: int = 1024) -> torch.Tensor:
+    def score(self, histories: Sequence[Sequence[int]], batch_size: int = 1024, exclude_history: bool = False) -> torch.Tensor:
         """Scores ``[len(histories), num_items + 1]`` of every item as the next one after each history.
 
         Each history lists item ids oldest first; only its most recent ``max_history_length`` items are read.
-        Column 0 (padding) is ``-inf``. Runs in evaluation mode (no dropout) and restores the previous mode.
+        Column 0 (padding) is ``-inf``, and so is every item of a history (all of it, not only the part read) with
+        ``exclude_history=True``. Runs in evaluation mode (no dropout) and restores the previous mode.
 
         Raises:
             ValueError: for an empty history or an item id outside ``1..num_items``.
             TypeError: for an item id that is not an integer.
         """
-        histories = self._check_histories(histories)
+        whole_histories = list(histories)
+        histories = self._check_histories(whole_histories)
         was_training = self.training
         self.eval()
         try:
@@ -278,7 +300,11 @@ class LamarSASRecModel(LamarSASRecPreTrainedModel):
                 width = max(len(history) for history in batch)
                 input_ids = torch.tensor([history + [0] * (width - len(history)) for history in batch], device=device)
                 scores.append(self(input_ids).logits.float())
-            return torch.cat(scores) if scores else torch.empty(0, self.config.num_items + 1, device=device)
+            scores = torch.cat(scores) if scores else torch.empty(0, self.config.num_items + 1, device=device)
+            if exclude_history:
+                for row, history in enumerate(whole_histories):
+                    scores[row, [operator.index(item) for item in history]] = float("-inf")
+            return scores
         finally:
             self.train(was_training)
 
@@ -299,9 +325,6 @@ class LamarSASRecModel(LamarSASRecPreTrainedModel):
         histories = [history] if single else [h.tolist() if isinstance(h, torch.Tensor) else h for h in history]
         if not 1 <= k <= self.config.num_items:
             raise ValueError(f"k must be between 1 and the number of items ({self.config.num_items}), got {k}")
-        scores = self.score(histories)
-        if exclude_history:
-            for row, items in enumerate(histories):
-                scores[row, [operator.index(item) for item in items]] = float("-inf")
+        scores = self.score(histories, exclude_history=exclude_history)
         top = scores.topk(k, dim=1).indices.tolist()
         return top[0] if single else top
