@@ -196,6 +196,11 @@ def summarize(rows: list[dict]) -> dict:
                 values = [row["test"][metric] for row in runs]
                 entry[metric] = {"mean": statistics.fmean(values),
                                  "std": statistics.stdev(values) if len(values) > 1 else 0.0}
+            if all("test_excluding_history" in row for row in runs):
+                entry["test_excluding_history"] = {
+                    metric: statistics.fmean(row["test_excluding_history"][metric] for row in runs) for metric in REPORTED}
+            if all("repeat_score" in row for row in runs):
+                entry["repeat_score"] = statistics.fmean(row["repeat_score"] for row in runs)
             summary[backbone][variant] = entry
         if "id-only" in summary[backbone]:
             base = summary[backbone]["id-only"]["recall@20"]["mean"]
@@ -244,6 +249,19 @@ def write_markdown(path: Path, summary: dict, config: dict) -> None:
     if any(epoch >= config["max_epochs"] for variants in summary.values() for entry in variants.values()
            for epoch in entry["epochs"]):
         lines += ["† reached the epoch limit (`--max_epochs`) before early stopping: the run may not have converged.", ""]
+    excluded = [(backbone, variant, entry) for backbone, variants in summary.items()
+                for variant, entry in variants.items() if "test_excluding_history" in entry]
+    if excluded:
+        lines += ["Outside the protocol, for comparison with evaluators that filter the history (e.g. RecBole's, or "
+                  "Klenitskiy & Vasilev's `filter_seen`): the same models' test means when no item of a user's history "
+                  "may be recommended, and the learned `repeat_bias` score where the model has one.", "",
+                  "| backbone | variant | " + " | ".join(metric_label(m) for m in REPORTED) + " | repeat score |",
+                  "|---|---|" + "---|" * (len(REPORTED) + 1)]
+        for backbone, variant, entry in excluded:
+            repeat = f"{entry['repeat_score']:.2f}" if "repeat_score" in entry else "—"
+            lines.append(f"| {backbone} | {variant} | "
+                         + " | ".join(f"{entry['test_excluding_history'][m]:.4f}" for m in REPORTED) + f" | {repeat} |")
+        lines.append("")
     for backbone, variants in summary.items():
         best = max((v for v in variants if "signals" in v), key=lambda v: variants[v]["recall@20"]["mean"], default=None)
         if best and variants[best].get("recall@20_gain_over_id") is not None:

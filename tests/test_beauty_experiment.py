@@ -71,3 +71,5 @@ def test_model_settings_travel_to_every_run_and_into_the_table(tmp_path):
     assert "Post-norm blocks." in table and "--note 'Post-norm blocks.'" in table
     # one epoch of one allowed: the run hit the epoch limit, not early stopping
     assert "| 1† |" in table and "reached the epoch limit" in table
+    assert "when no item of a user's history may be recommended" in table
+    assert f"| {row['repeat_score']:.2f} |" in table
