@@ -133,7 +133,7 @@ def train_one(job: dict) -> dict:
     training_args = RecommenderTrainingArguments(
         output_dir=str(output_dir), seed=job["seed"], num_train_epochs=job["max_epochs"],
         early_stopping_patience=job["patience"], use_cpu=job["device"] == "cpu", disable_tqdm=True,
-        train_examples=job.get("train_examples"),
+        train_examples=job.get("train_examples"), repeat_score_learning_rate=job.get("repeat_score_learning_rate"),
         logging_strategy="no",
     )
     callbacks = [TrainingTimeBudget(job["time_budget"])] if job.get("time_budget") else []
@@ -217,7 +217,9 @@ def write_markdown(path: Path, summary: dict, config: dict) -> None:
         f"the target; test split of {config['users']:,} users. Mean ± std over seeds {config['seeds']}; fusion "
         f"`{config['fusion']}`; up to {config['max_epochs']} epochs, early stopping on validation NDCG@10 (patience "
         f"{config['patience']}); device {config['device']}"
-        + (f"; training examples: {config['train_examples']}." if config.get("train_examples") else "."),
+        + (f"; training examples: {config['train_examples']}" if config.get("train_examples") else "")
+        + (f"; repeat score learning rate {config['repeat_score_learning_rate']}"
+           if config.get("repeat_score_learning_rate") is not None else "") + ".",
         "",
     ]
     if config.get("model"):
@@ -336,6 +338,8 @@ def run(options) -> None:
          "patience": options.patience, "fusion": options.fusion, "model": model,
          # only when asked, so that runs finished before this option existed are still recognised as done
          **({"train_examples": options.train_examples} if options.train_examples else {}),
+         **({"repeat_score_learning_rate": options.repeat_score_learning_rate}
+            if options.repeat_score_learning_rate is not None else {}),
          **({"time_budget": options.time_budget} if options.time_budget else {})}
         for backbone in backbones for seed in seeds for variant in variants
     ]
@@ -365,6 +369,8 @@ def run(options) -> None:
         "fusion": options.fusion, "max_epochs": options.max_epochs, "patience": options.patience,
         "device": options.device, "jobs": options.jobs, "backbones": backbones, "model": model, "max_users": options.max_users,
         "train_examples": options.train_examples or "the backbone's own",
+        **({"repeat_score_learning_rate": options.repeat_score_learning_rate}
+           if options.repeat_score_learning_rate is not None else {}),
         "command": "python benchmarks/beauty_experiment.py " + shlex.join(sys.argv[1:]),
         "wall_seconds": round(time.perf_counter() - started, 1),
     }
@@ -389,6 +395,9 @@ def collect(options) -> None:
         "backbones": backbones, "max_users": None,
         "command": "python benchmarks/beauty_experiment.py " + shlex.join(sys.argv[1:]),
     }
+    repeat_rates = {job.get("repeat_score_learning_rate") for job in jobs}
+    if repeat_rates != {None}:
+        config["repeat_score_learning_rate"] = repeat_rates.pop() if len(repeat_rates) == 1 else "varies by run"
     write_results(Path(options.results_dir) / f"{options.name}.json", config, rows, backbones)
 
 
@@ -463,6 +472,8 @@ def main() -> None:
                    help="sasrec (other backbones ignore it): pre-norm (true, default) or RecBole-style post-norm (false) blocks")
     r.add_argument("--repeat_bias", choices=("true", "false"), default=None,
                    help="sasrec (other backbones ignore it): learn a score for items already in the history (default false)")
+    r.add_argument("--repeat_score_learning_rate", type=float, default=None,
+                   help="with --repeat_bias true: the repeat score's own learning rate (default: the model's, 1e-3)")
     r.add_argument("--force", action="store_true", help="redo runs that already have results")
     g = commands.add_parser("collect", help="summarise finished per-run JSON files (e.g. from several machines)")
     g.add_argument("--runs", nargs="+", required=True, help="folders holding <backbone>-<variant>-seed<N>.json files")

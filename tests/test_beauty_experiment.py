@@ -55,12 +55,14 @@ def test_model_settings_travel_to_every_run_and_into_the_table(tmp_path):
     RecommendationData.from_benchmark(chain_benchmark()).save(inputs / "sequences.safetensors")
     run = experiment("run", "--inputs", str(inputs), "--work", str(work), "--results_dir", str(results), "--name", "post",
                      "--variants", "id-only", "--seeds", "0", "--max_epochs", "1", "--hidden_size", "16",
-                     "--norm_first", "false", "--repeat_bias", "true", "--threads", "1")
+                     "--norm_first", "false", "--repeat_bias", "true", "--repeat_score_learning_rate", "0.05",
+                     "--threads", "1")
     assert run.returncode == 0, run.stderr
     record = json.loads((work / "sasrec-id-only-seed0.json").read_text())
     job, row = record["job"], record["result"]
     assert job["model"] == {"hidden_size": 16, "norm_first": False, "repeat_bias": True} and job["threads"] == 1
-    assert row["repeat_score"] != 0.0  # the learned score moved in training
+    assert job["repeat_score_learning_rate"] == 0.05
+    assert row["repeat_score"] < -0.02  # its own rate reached training: at the default 1e-3 one step moves it ~0.001
     assert set(row["test_excluding_history"]) == set(row["test"]) - {"loss"}
     collected = experiment("collect", "--runs", str(work), "--inputs", str(inputs), "--results_dir", str(results),
                            "--name", "collected", "--note", "Post-norm blocks.")
@@ -68,6 +70,7 @@ def test_model_settings_travel_to_every_run_and_into_the_table(tmp_path):
     table = (results / "collected.md").read_text()
     assert ("Model settings (the rest are each backbone's defaults): hidden_size 16, norm_first False, "
             "repeat_bias True.") in table
+    assert "; repeat score learning rate 0.05." in table
     assert "Post-norm blocks." in table and "--note 'Post-norm blocks.'" in table
     # one epoch of one allowed: the run hit the epoch limit, not early stopping
     assert "| 1† |" in table and "reached the epoch limit" in table

@@ -260,3 +260,26 @@ def test_train_examples_option_picks_windows_or_prefixes(tmp_path):
     assert training_examples(sasrec, tiny_training_args(tmp_path, train_examples="windows")) is next_item_windows
     with pytest.raises(ValueError, match="--train_examples must be one of"):
         training_examples(sasrec, tiny_training_args(tmp_path, train_examples="sliding"))
+
+
+def test_the_repeat_score_can_learn_at_a_rate_of_its_own(tmp_path):
+    data = RecommendationData.from_benchmark(chain_benchmark())  # nobody picks an item twice
+    model_args = ModelArguments(hidden_size=16, intermediate_size=32, max_history_length=8, repeat_bias=True)
+    learned = {}
+    for rate in (None, 0.1):
+        args = tiny_training_args(tmp_path / str(rate), num_train_epochs=3, early_stopping_patience=0,
+                                  repeat_score_learning_rate=rate)
+        result = train_recommender(data, model_args, args)
+        repeat_score = result.model.repeat_score
+        holding = [group for group in result.trainer.optimizer.param_groups
+                   if any(param is repeat_score for param in group["params"])]
+        assert len(holding) == 1 and holding[0]["lr"] == (rate or args.learning_rate)
+        if rate is not None:
+            assert holding[0]["params"] == [repeat_score]  # the other parameters keep --learning_rate
+        learned[rate] = repeat_score.item()
+    # 12 Adam steps: about -lr per step while no target is a repeat
+    assert learned[0.1] < 5 * learned[None] < 0
+
+    with pytest.raises(ValueError, match="--repeat_score_learning_rate needs a model with a repeat score"):
+        train_recommender(data, ModelArguments(hidden_size=16, intermediate_size=32, max_history_length=8),
+                          tiny_training_args(tmp_path / "no-repeat", num_train_epochs=1, repeat_score_learning_rate=0.1))

@@ -108,6 +108,13 @@ class RecommenderTrainingArguments(TrainingArguments):
             "more and smaller steps per epoch). Default: the backbone's own."
         },
     )
+    repeat_score_learning_rate: float | None = field(
+        default=None,
+        metadata={
+            "help": "Learning rate of the repeat score of a --repeat_bias true model (default: --learning_rate). "
+            "One scalar learns slowly at the embeddings' rate; e.g. 0.01 lets it settle within the run."
+        },
+    )
     train_sampling_strategy: str = field(
         default="group_by_length", metadata={"help": "Batches of similar lengths: little padding."}
     )

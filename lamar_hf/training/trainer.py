@@ -66,6 +66,25 @@ def metrics_without_prefix(metrics: dict, prefix: str) -> dict[str, float]:
     return out
 
 
+class RecommenderTrainer(Trainer):
+    """``Trainer`` that can give a model's ``repeat_score`` (``repeat_bias=True``) a learning rate of its own
+    (``args.repeat_score_learning_rate``): one scalar moves at most about the learning rate per Adam step, so at the
+    rate that suits the embeddings it is still far from its optimum when early stopping ends the run."""
+
+    def create_optimizer(self, *args, **kwargs):
+        optimizer = super().create_optimizer(*args, **kwargs)
+        learning_rate = getattr(self.args, "repeat_score_learning_rate", None)
+        if learning_rate is None:
+            return optimizer
+        repeat_score = getattr(self.model, "repeat_score", None)
+        if repeat_score is None:
+            raise ValueError("--repeat_score_learning_rate needs a model with a repeat score (--repeat_bias true)")
+        for group in optimizer.param_groups:
+            group["params"] = [param for param in group["params"] if param is not repeat_score]
+        optimizer.add_param_group({"params": [repeat_score], "lr": learning_rate, "weight_decay": 0.0})
+        return optimizer
+
+
 def recommender_trainer(
     model,
     backbone: Backbone,
@@ -84,7 +103,7 @@ def recommender_trainer(
     patience = getattr(args, "early_stopping_patience", 0)
     if train_dataset is not None and eval_dataset is not None and args.eval_strategy != "no" and patience > 0:
         callbacks.append(EarlyStoppingCallback(early_stopping_patience=patience))
-    return Trainer(
+    return RecommenderTrainer(
         model=model,
         args=args,
         data_collator=backbone.collator(),
