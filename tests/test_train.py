@@ -176,6 +176,7 @@ def test_training_script_fuses_signals_and_metadata_and_saves_a_self_contained_m
     results = json.loads((out / "results.json").read_text())
     assert set(results["test"]) >= {"recall@10", "ndcg@10", "mrr@10", "recall@20", "ndcg@20", "mrr@20"}
     assert results["epochs"] == 2
+    assert results["learning_rate"] == 1e-3 and results["repeat_score_learning_rate"] is None
 
     model = AutoModel.from_pretrained(out)
     assert model.config.fusion == "gate" and model.config.text_kinds == ["scenario", "topic", "metadata"]

@@ -137,6 +137,8 @@ def save_outputs(result: TrainingResult, script_args, model_args, training_args,
         "seed": training_args.seed,
         "processes": training_args.world_size,
         "train_batch_size": training_args.per_device_train_batch_size * training_args.world_size,
+        "learning_rate": training_args.learning_rate,
+        "repeat_score_learning_rate": training_args.repeat_score_learning_rate,
     }
     if trainer.is_world_process_zero():
         (output_dir / RESULTS_FILE).write_text(json.dumps(results, indent=2) + "\n")
