@@ -332,14 +332,15 @@ def run(options) -> None:
         "norm_first": None if options.norm_first is None else options.norm_first == "true",
         "repeat_bias": None if options.repeat_bias is None else options.repeat_bias == "true"}.items() if value is not None}
     threads = options.threads or max(1, (os.cpu_count() or 1) // options.jobs)
+    repeat_rate = ({"repeat_score_learning_rate": options.repeat_score_learning_rate}
+                   if options.repeat_score_learning_rate is not None else {})
     jobs = [
         {"backbone": backbone, "variant": variant, "seed": seed, "inputs": str(inputs), "work": str(work), "device": options.device,
          "threads": threads, "max_users": options.max_users, "max_epochs": options.max_epochs,
          "patience": options.patience, "fusion": options.fusion, "model": model,
          # only when asked, so that runs finished before this option existed are still recognised as done
          **({"train_examples": options.train_examples} if options.train_examples else {}),
-         **({"repeat_score_learning_rate": options.repeat_score_learning_rate}
-            if options.repeat_score_learning_rate is not None else {}),
+         **repeat_rate,
          **({"time_budget": options.time_budget} if options.time_budget else {})}
         for backbone in backbones for seed in seeds for variant in variants
     ]
@@ -369,8 +370,7 @@ def run(options) -> None:
         "fusion": options.fusion, "max_epochs": options.max_epochs, "patience": options.patience,
         "device": options.device, "jobs": options.jobs, "backbones": backbones, "model": model, "max_users": options.max_users,
         "train_examples": options.train_examples or "the backbone's own",
-        **({"repeat_score_learning_rate": options.repeat_score_learning_rate}
-           if options.repeat_score_learning_rate is not None else {}),
+        **repeat_rate,
         "command": "python benchmarks/beauty_experiment.py " + shlex.join(sys.argv[1:]),
         "wall_seconds": round(time.perf_counter() - started, 1),
     }
