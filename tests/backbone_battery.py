@@ -19,6 +19,8 @@ import pytest
 import torch
 from transformers import AutoConfig, AutoModel
 
+from ranking_checks import assert_top_items
+
 NUM_ITEMS = 50
 LENGTH = 8
 TEXT_DIM = 12
@@ -150,7 +152,7 @@ def check_causal_masking(backbone: Backbone) -> None:
     after[0, 4] = 42
     hidden_before = model(before, output_hidden_states=True).last_hidden_state
     hidden_after = model(after, output_hidden_states=True).last_hidden_state
-    torch.testing.assert_close(hidden_before[:, :4], hidden_after[:, :4], rtol=0, atol=1e-6)
+    torch.testing.assert_close(hidden_before[:, :4], hidden_after[:, :4])
     assert (hidden_before[:, 4:] - hidden_after[:, 4:]).abs().amax(dim=-1).min() > 1e-4
 
 
@@ -162,8 +164,8 @@ def check_padding_changes_nothing(backbone: Backbone) -> None:
     alone = model(padded([history])).logits
     wider = model(padded([history], width=LENGTH)).logits
     beside_longer = model(padded([history, [1, 2, 3, 4, 5, 6, 7]])).logits[:1]
-    torch.testing.assert_close(wider, alone, rtol=0, atol=1e-5)
-    torch.testing.assert_close(beside_longer, alone, rtol=0, atol=1e-5)
+    torch.testing.assert_close(wider, alone)
+    torch.testing.assert_close(beside_longer, alone)
 
 
 def check_bidirectional_context(backbone: Backbone) -> None:
@@ -200,7 +202,7 @@ def check_cloze_training(backbone: Backbone) -> None:
 
     model.eval()  # a full window loses its oldest item to the appended mask token
     full = list(range(1, LENGTH + 1))
-    torch.testing.assert_close(model.score([full]), model.score([full[1:]]), rtol=0, atol=1e-6)
+    torch.testing.assert_close(model.score([full]), model.score([full[1:]]))
     assert not torch.allclose(model.score([full[1:]]), model.score([full[2:]]), atol=1e-4)
 
     input_ids, labels = next_item_labels(sequences)
@@ -249,8 +251,9 @@ def check_save_load(backbone: Backbone, fusion: str, folder) -> None:
     assert config["model_type"] == backbone.config_class.model_type and config["fusion"] == fusion
     loaded = AutoModel.from_pretrained(folder)  # plain from_pretrained: the class is registered
     assert type(loaded) is backbone.model_class
-    assert torch.equal(loaded.score(histories), model.score(histories))
-    if fusion != "none":
+    # Reloaded weights may take other kernels (alignment, layout): equal up to float32 rounding, not to the bit.
+    torch.testing.assert_close(loaded.score(histories), model.score(histories))
+    if fusion != "none":  # a buffer read back from the file is the same bytes
         assert torch.equal(loaded.item_table.text_embeddings, model.item_table.text_embeddings)
         assert loaded.item_table.text_embeddings.abs().sum() > 0
 
@@ -285,8 +288,8 @@ def check_remote_code(backbone: Backbone, folder, scratch) -> None:
     remote = json.loads(result.stdout.strip().splitlines()[-1])
     assert remote["class"] == backbone.model_class.__name__
     assert remote["module"].startswith("transformers_modules."), remote["module"]
-    torch.testing.assert_close(torch.tensor(remote["scores"]), model.score(histories), rtol=0, atol=1e-6)
-    assert remote["top"] == model.recommend([1, 2, 3], k=5)
+    torch.testing.assert_close(torch.tensor(remote["scores"]), model.score(histories))
+    assert_top_items(remote["top"], model.score([[1, 2, 3]])[0])
 
 
 def check_bad_input(backbone: Backbone) -> None:
@@ -311,11 +314,12 @@ def check_bad_input(backbone: Backbone) -> None:
         backbone.model(**fusion_settings("add")).set_text_embeddings({"scenario": torch.zeros(NUM_ITEMS + 1, TEXT_DIM)})
     # A history longer than the window is cut to its most recent items, as documented.
     long_history = list(range(1, 31))
-    assert model.recommend(long_history, k=5) == model.recommend(long_history[-LENGTH:], k=5)
+    assert_top_items(model.recommend(long_history, k=5), model.score([long_history[-LENGTH:]])[0])
     top = model.recommend([1, 2, 3], k=NUM_ITEMS, exclude_history=True)
     assert not {1, 2, 3} & set(top[: NUM_ITEMS - 3]) and len(top) == NUM_ITEMS
     # Excluding the history excludes all of it, also the items before the window that the model reads.
     excluded = model.score([long_history], exclude_history=True)[0]
     assert torch.isneginf(excluded[long_history]).all() and torch.isfinite(excluded[len(long_history) + 1 :]).all()
     batch = model.recommend([[1, 2, 3], [4]], k=4)
-    assert batch[0] == model.recommend([1, 2, 3], k=4) and len(batch[1]) == 4
+    assert_top_items(batch[0], model.score([[1, 2, 3]])[0])
+    assert_top_items(batch[1], model.score([[4]])[0])

@@ -27,6 +27,8 @@ BEAUTY = Path(__file__).resolve().parents[2] / "shared" / "data" / "amazon_beaut
 SUBSET_ITEMS = 60
 ANALYSIS = {"scenario": {"novelty": 0.8125, "distinct-2": 0.64}, "intent": {"novelty": 0.75, "distinct-2": 0.58}}
 HISTORIES = [[1, 2, 3], [5], [7, 8, 9, 10, 11, 12, 13, 14, 15, 16]]
+# torch.testing.assert_close's float32 tolerances: scores from two processes may take other kernels.
+FLOAT32_RTOL, FLOAT32_ATOL = 1.3e-6, 1e-5
 
 
 def enriched_beauty_subset(tag: str):
@@ -341,7 +343,8 @@ def test_published_recommender_gives_identical_scores_with_remote_code(published
     assert out["model"]["code"] == 0, out["model"]["stderr"]
     assert consumed["lamar_hf_imported"] == []
     assert consumed["model_class"].startswith("transformers_modules.")  # the code came from the repository
-    assert consumed["scores"] == out["scores"]
+    # Another process may take other kernels: equal up to float32 rounding, not to the bit.
+    assert flat(consumed["scores"]) == pytest.approx(flat(out["scores"]), rel=FLOAT32_RTOL, abs=FLOAT32_ATOL)
     assert not all(math.isinf(x) for x in consumed["scores"][0])
 
 
@@ -365,7 +368,7 @@ def test_model_card_carries_the_eval_results(published, consumed):
 def test_lora_adapter_reloads_with_peft(published, consumed):
     out = published["out"]
     assert out["adapter_logits"] != out["base_logits"]  # the adapter does something
-    assert flat(consumed["adapter_logits"]) == pytest.approx(flat(out["adapter_logits"]), abs=1e-6)
+    assert flat(consumed["adapter_logits"]) == pytest.approx(flat(out["adapter_logits"]), rel=FLOAT32_RTOL, abs=FLOAT32_ATOL)
     assert consumed["adapter_card"]["base_model"] == BASE
     assert consumed["adapter_card"]["library_name"] == "peft"
     assert {"adapter_config.json", "adapter_model.safetensors", "README.md"} <= set(out["adapter"]["files"])

@@ -12,6 +12,7 @@ from transformers import AutoConfig, AutoModel
 
 import lamar_hf.models  # noqa: F401  (registers the auto classes)
 from lamar_hf.models import LamarSASRecConfig, LamarSASRecModel
+from ranking_checks import assert_top_items
 
 NUM_ITEMS, TEXT_DIM = 50, 12
 FUSIONS = ("none", "add", "concat", "gate")
@@ -187,8 +188,9 @@ def test_save_and_load_give_identical_scores(tmp_path, norm_first, repeat_bias):
     loaded = AutoModel.from_pretrained(tmp_path)
     assert type(loaded) is LamarSASRecModel and loaded.config.norm_first is norm_first
     assert loaded.config.repeat_bias is repeat_bias
-    assert torch.equal(loaded.score(histories), model.score(histories))
-    assert loaded.recommend([1, 2, 3], k=5) == model.recommend([1, 2, 3], k=5)
+    # Reloaded weights may take other kernels (alignment, layout): equal up to float32 rounding, not to the bit.
+    torch.testing.assert_close(loaded.score(histories), model.score(histories))
+    assert_top_items(loaded.recommend([1, 2, 3], k=5), model.score([[1, 2, 3]])[0])
 
 
 FRESH_PROCESS = """
@@ -221,7 +223,8 @@ def test_trust_remote_code_loads_a_saved_folder_in_a_process_that_never_imported
     assert out["lamar_hf_imported"] == []
     assert out["class"].endswith("modeling_lamar_sasrec.LamarSASRecModel")
     assert not out["class"].startswith("lamar_hf")
-    torch.testing.assert_close(torch.tensor(out["scores"]), model.score(histories), rtol=0, atol=0)
+    # Another process may take other kernels: equal up to float32 rounding, not to the bit.
+    torch.testing.assert_close(torch.tensor(out["scores"]), model.score(histories))
 
 
 def test_recommend_returns_top_items_and_can_leave_out_the_history():
@@ -230,7 +233,9 @@ def test_recommend_returns_top_items_and_can_leave_out_the_history():
     top = model.recommend([1, 2, 3], k=5)
     assert top == scores.topk(5).indices.tolist()
     assert 0 not in model.recommend([1, 2, 3], k=NUM_ITEMS)  # padding is never recommended
-    assert model.recommend([[1, 2, 3], [4]], k=3) == [top[:3], model.recommend([4], k=3)]
+    batch = model.recommend([[1, 2, 3], [4]], k=3)  # padded into one batch: other kernels than one at a time
+    assert_top_items(batch[0], scores)
+    assert_top_items(batch[1], model.score([[4]])[0])
     filtered = model.recommend([1, 2, 3], k=NUM_ITEMS - 3, exclude_history=True)
     assert not {1, 2, 3} & set(filtered) and len(set(filtered)) == NUM_ITEMS - 3
     assert model.training is False
@@ -251,7 +256,7 @@ def test_bad_histories_get_clear_errors_or_documented_truncation():
     # Longer than max_history_length (8): only the most recent 8 items are read, as in training.
     long = list(range(1, 21))
     torch.testing.assert_close(model.score([long]), model.score([long[-8:]]))
-    assert model.recommend(long, k=4) == model.recommend(long[-8:], k=4)
+    assert_top_items(model.recommend(long, k=4), model.score([long[-8:]])[0])
     assert model.training  # score() restored the training mode
 
 

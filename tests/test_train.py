@@ -183,7 +183,8 @@ def test_training_script_fuses_signals_and_metadata_and_saves_a_self_contained_m
     buffer = model.item_table.text_embeddings  # [items + 1, 3 * 384]: scenario | topic | metadata
     item = load_prepared(prepared["dataset"]).items[2]
     expected = torch.tensor(embed_texts([metadata_text(item)], show_progress=False)[0]).half().float()
-    torch.testing.assert_close(buffer[3, 768:], expected, atol=1e-6, rtol=0)
+    # Embedded in another process, then rounded to float16: equal up to one float16 rounding step.
+    torch.testing.assert_close(buffer[3, 768:], expected, rtol=1e-3, atol=1e-5)
     assert torch.count_nonzero(buffer[NUM_ITEMS, :768]) == 0  # its signal row failed: zeros
     assert torch.count_nonzero(buffer[NUM_ITEMS, 768:]) > 0  # its metadata is still there
     cache_files = list((cache / "text_embeddings").glob("*.safetensors"))
