@@ -1,4 +1,4 @@
-"""LoRA tuning of the signal generator (training/tune_generator.py) with a tiny Llama built in code."""
+"""LoRA tuning of the signal generator (training/tune_generator.py, a TRL SFTTrainer run) with a tiny Llama built in code."""
 
 from __future__ import annotations
 
@@ -123,12 +123,11 @@ class TinyLlamaTester:
         options = dict(output_dir=str(tmp_path / "adapter"), max_steps=8, learning_rate=5e-2, warmup_steps=0,
                        per_device_train_batch_size=8, per_device_eval_batch_size=4, eval_steps=4, save_steps=4,
                        logging_steps=1, lr_scheduler_type="constant", use_cpu=True, seed=0,
-                       disable_tqdm=True, early_stopping_patience=50)
+                       disable_tqdm=True, early_stopping_patience=50, max_length=1024)
         options.update(training)
         return (
             tuner.ModelArguments(base_model=str(base), lora_r=4, lora_alpha=8, lora_dropout=0.0),
-            tuner.DataArguments(items=str(items), train_file=str(train_file), validation_file=str(validation_file),
-                                max_length=1024),
+            tuner.DataArguments(items=str(items), train_file=str(train_file), validation_file=str(validation_file)),
             tuner.TuneTrainingArguments(**options),
         )
 
@@ -165,31 +164,60 @@ def tuned(tiny, tmp_path_factory):
     return result, snapshot, arguments, tmp_path
 
 
-def test_labels_cover_only_the_answer(tiny):
-    tokenizer = tiny.get_tokenizer()
-    prompt = tuner.tuned_prompt(["scenario", "intent", "topic"])
+@pytest.fixture(scope="module")
+def prepared(tiny, tmp_path_factory):
+    """An ``SFTTrainer`` with its datasets tokenized, not trained."""
+    trainer, prompt, _ = tuner.build_trainer(*tiny.arguments(tmp_path_factory.mktemp("prepared")))
+    return trainer, prompt
+
+
+def test_sft_dataset_labels_only_the_answer(prepared):
+    trainer, prompt = prepared
+    tokenizer = trainer.processing_class
+    row = trainer.train_dataset[0]  # the first training exemplar: item 1
+    input_ids, labels = row["input_ids"], row["labels"]
+    answer_start = next(position for position, label in enumerate(labels) if label != tuner.IGNORE_INDEX)
+    assert labels[:answer_start] == [tuner.IGNORE_INDEX] * answer_start
+    assert labels[answer_start:] == input_ids[answer_start:]
     title, brand, path, price = PRODUCTS[0]
     item = {"item_id": 1, "title": title, "brand": brand, "categories": path, "price": price, "description": None}
-    signals = dict(zip(("scenario", "intent", "topic"), SIGNALS[0]))
-    example = tuner.tokenize_example(prompt, tokenizer, item, signals)
-
-    answer_ids = [token for token in example["labels"] if token != tuner.IGNORE_INDEX]
-    prompt_length = example["labels"].index(answer_ids[0])
-    assert example["labels"][:prompt_length] == [tuner.IGNORE_INDEX] * prompt_length
-    assert example["input_ids"][prompt_length:] == answer_ids
-    assert tokenizer.decode(example["input_ids"][:prompt_length]) == prompt.render(item, tokenizer)
-    assert tokenizer.decode(answer_ids) == (
+    # The prompt is exactly what `lamar enrich` renders; the answer ends with the end-of-turn text, so the model learns to stop.
+    assert tokenizer.decode(input_ids[:answer_start]) == prompt.render(item, tokenizer)
+    assert tokenizer.decode(input_ids[answer_start:]) == (
         "scenario: repairing dry ends after swimming\nintent: soften brittle hair\ntopic: repair conditioner"
         "<|im_end|>\n"
     )
+    assert len(trainer.train_dataset) == 8 and len(trainer.eval_dataset) == 4
 
 
-def test_collator_pads_right_and_masks_padding():
-    collator = tuner.AnswerOnlyCollator(pad_id=0)
-    batch = collator([{"input_ids": [5, 6, 7], "labels": [-100, 6, 7]}, {"input_ids": [8], "labels": [8]}])
-    assert batch["input_ids"].tolist() == [[5, 6, 7], [8, 0, 0]]
-    assert batch["labels"].tolist() == [[-100, 6, 7], [8, -100, -100]]
-    assert batch["attention_mask"].tolist() == [[1, 1, 1], [1, 0, 0]]
+def test_batches_pad_right_and_mask_padding(prepared):
+    trainer, _ = prepared
+    batch = next(iter(trainer.get_train_dataloader()))
+    lengths = batch["attention_mask"].sum(dim=-1).tolist()
+    assert min(lengths) < batch["input_ids"].shape[1]  # the rows differ in length: some are padded
+    for row, length in enumerate(lengths):
+        assert batch["attention_mask"][row, :length].eq(1).all()
+        assert batch["labels"][row, length:].eq(tuner.IGNORE_INDEX).all()
+        assert batch["labels"][row, :length].ne(tuner.IGNORE_INDEX).any()
+
+
+def test_too_long_examples_are_left_out_not_cut(tiny, tmp_path, caplog):
+    model_args, data_args, _ = tiny.arguments(tmp_path)
+    tokenizer = tiny.get_tokenizer()
+    prompt = tuner.tuned_prompt(["scenario", "intent", "topic"])
+    items = tuner.load_items(data_args.items)
+    examples = tuner.join_items(tuner.read_exemplars(data_args.train_file, ["scenario", "intent", "topic"]), items,
+                                data_args.train_file)
+    lengths = [len(tokenizer.apply_chat_template(row["prompt"] + row["completion"], tokenize=True,
+                                                 return_dict=True)["input_ids"])
+               for row in (tuner.prompt_completion(prompt, e["item"], e["signals"]) for e in examples)]
+    limit = sorted(lengths)[3]
+    with caplog.at_level("WARNING", logger="tune_generator"):
+        dataset = tuner.build_dataset(prompt, tokenizer, examples, limit, "train")
+    assert len(dataset) == sum(length <= limit for length in lengths) < len(examples)
+    assert "longer than max_length" in caplog.text
+    with pytest.raises(ValueError, match=r"train: no example fits max_length=5"):
+        tuner.build_dataset(prompt, tokenizer, examples, 5, "train")
 
 
 def test_tuning_changes_every_lora_parameter_and_lowers_the_loss(tuned):
@@ -221,31 +249,41 @@ def test_saved_adapter_folder_has_prompt_card_and_no_checkpoints(tuned):
 
 
 def test_saved_adapter_reloads_with_identical_generations(tuned, tiny):
-    from lamar_hf.enrich.config import DecodingSettings
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM
+
     from lamar_hf.enrich.generator import TransformersGenerator
-    result, _, (model_args, data_args, _), _ = tuned
+
+    result, _, (model_args, _, _), _ = tuned
     tokenizer = tiny.get_tokenizer()
     items = [{"title": title, "brand": brand, "categories": path, "price": price}
              for title, brand, path, price in PRODUCTS[8:]]
     prompt = tuner.tuned_prompt(["scenario", "intent", "topic"])
     assert prompt.mode == "zero-shot" and prompt.system == tuner.SHORT_SYSTEM
+    batch = tokenizer([prompt.render(item, tokenizer) for item in items], add_special_tokens=False, padding=True,
+                      padding_side="left", return_tensors="pt")
     trained = result.model.eval()
-    in_memory = []
-    for item in items:
-        ids = torch.tensor([tokenizer(prompt.render(item, tokenizer), add_special_tokens=False)["input_ids"]])
-        with torch.no_grad():
-            output = trained.generate(input_ids=ids, attention_mask=torch.ones_like(ids), max_new_tokens=16,
-                                      do_sample=False, eos_token_id=tokenizer.eos_token_id,
-                                      pad_token_id=tokenizer.pad_token_id)
-        in_memory.append(tokenizer.decode(output[0, ids.shape[1]:], skip_special_tokens=True).strip())
+    reloaded = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(model_args.base_model),
+                                         str(result.adapter_dir)).eval()
 
-    decoding = DecodingSettings(max_new_tokens=16)
-    reloaded = TransformersGenerator(model_args.base_model, adapter=result.adapter_dir, device="cpu", dtype="float32")
-    assert reloaded.prompt is not None and reloaded.prompt.to_dict() == prompt.to_dict()
-    conversations = [reloaded.prompt.messages(item) for item in items]
-    assert reloaded.generate(conversations, decoding) == in_memory
-    base = TransformersGenerator(model_args.base_model, device="cpu", dtype="float32")
-    assert base.generate(conversations, decoding) != in_memory  # the adapter does change what is generated
+    def greedy(model):
+        with torch.no_grad():
+            return model.generate(**batch, max_new_tokens=16, do_sample=False, eos_token_id=tokenizer.eos_token_id,
+                                  pad_token_id=tokenizer.pad_token_id)
+
+    # The saved adapter holds the very float32 weights of the trained one: the same kernels give the same tokens.
+    assert torch.equal(greedy(reloaded), greedy(trained))
+
+    # lamar's generator merges the adapter into the base weights: the same model up to float rounding.
+    generator = TransformersGenerator(model_args.base_model, adapter=result.adapter_dir, device="cpu", dtype="float32")
+    assert generator.prompt is not None and generator.prompt.to_dict() == prompt.to_dict()
+    base = AutoModelForCausalLM.from_pretrained(model_args.base_model).eval()
+    with torch.no_grad():
+        expected = trained(**batch).logits
+        merged = generator.model(**batch).logits
+        untuned = base(**batch).logits
+    torch.testing.assert_close(merged, expected, rtol=1e-4, atol=1e-4)
+    assert (untuned - expected).abs().max() > 0.1  # the adapter does change the model
 
 
 def test_exemplar_of_an_unknown_item_names_file_and_line(tiny, tmp_path):

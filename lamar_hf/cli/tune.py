@@ -1,8 +1,8 @@
-"""``lamar tune``: LoRA-tune the signal generator on hand-written exemplars.
+"""``lamar tune``: LoRA-tune the signal generator on hand-written exemplars (a TRL ``SFTTrainer`` run).
 
 A thin wrapper over ``training/tune_generator.py``: the options below are turned into that
-script's arguments and parsed by the same ``HfArgumentParser``, so both run the same code. Any
-other ``TrainingArguments`` option goes after ``--`` (``lamar tune ... -- --warmup_steps 5``).
+script's arguments and parsed by the same ``TrlParser``, so both run the same code. Any other
+``trl.SFTConfig`` option goes after ``--`` (``lamar tune ... -- --warmup_steps 5``).
 """
 
 from __future__ import annotations
@@ -102,7 +102,7 @@ def run(args) -> int:
     tuner = load_tuner()
     try:
         arguments = tuner.parse_arguments(script_arguments(args))
-    except SystemExit as error:  # HfArgumentParser exits on unknown arguments
+    except SystemExit as error:  # TrlParser exits on unknown arguments
         raise UserError(f"invalid tune arguments {args.extra}") from error
     result = tuner.tune(*arguments)
     print(f"adapter saved to {result.adapter_dir}: validation loss {result.validation_loss_base:.4f} (base) -> "
