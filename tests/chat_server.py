@@ -3,9 +3,14 @@
 - :func:`tiny_tokenizer` trains a byte-level BPE tokenizer on a few sentences (any text, accents
   and emoji included, encodes) and gives it SmolLM2's ChatML chat template.
 - :func:`tiny_llama` is a randomly initialised 2-layer Llama for that tokenizer (seeded).
-- :class:`ChatServer` answers ``POST /v1/chat/completions`` (the OpenAI / TGI format) on
-  127.0.0.1 with a free port, generating with a :class:`~lamar_hf.enrich.TransformersGenerator`
-  over the tiny Llama. A message containing ``FAIL-ME`` gets an HTTP 500, for error handling.
+- :class:`ChatServer` answers ``POST /v1/chat/completions`` (the OpenAI / TGI format) and
+  ``GET /v1/models`` on 127.0.0.1 with a free port, generating with any generator of lamar-hf (a
+  :class:`~lamar_hf.enrich.TransformersGenerator` over the tiny Llama, a :class:`RuleGenerator`).
+  A message containing ``FAIL-ME`` gets an HTTP 400. Faults on demand, each bounded: the first
+  requests of every prompt answer 503 / 429 with ``Retry-After`` or sleep (:meth:`ChatServer.fail_first`,
+  :meth:`ChatServer.sleep_first`), prompts containing a text fail (:meth:`ChatServer.fail_when`), or a
+  fixed share of requests fails (:meth:`ChatServer.fail_share`). It answers at most ``max_requests``
+  requests and shuts itself down after ``lifetime`` seconds.
 - :class:`RuleGenerator` is a real :class:`~lamar_hf.enrich.Generator` that writes well-formed
   answers from the item's metadata by rule, counts its calls, and can be told to misbehave
   (raise, answer nothing, copy the title until retried, be interrupted after N calls).
@@ -15,6 +20,7 @@ Run it by hand with ``python tests/chat_server.py`` (prints the URL, stops on Ct
 
 from __future__ import annotations
 
+import hashlib
 import json
 import threading
 import time
@@ -131,13 +137,25 @@ class _Handler(BaseHTTPRequestHandler):
     def log_message(self, format, *args):  # keep test output quiet
         pass
 
-    def _reply(self, status: int, body: dict):
+    def _reply(self, status: int, body: dict, headers: dict | None = None):
         data = json.dumps(body).encode()
         self.send_response(status)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(data)))
+        for name, value in (headers or {}).items():
+            self.send_header(name, value)
         self.end_headers()
         self.wfile.write(data)
+
+    def do_GET(self):
+        if not self.path.rstrip("/").endswith("/models"):
+            self._reply(404, {"error": f"no route {self.path}"})
+            return
+        self.server.model_listings += 1
+        entry = {"id": self.server.model_name, "object": "model", "owned_by": "lamar-tests"}
+        if self.server.revision is not None:
+            entry["revision"] = self.server.revision
+        self._reply(200, {"object": "list", "data": [entry]})
 
     def do_POST(self):
         from lamar_hf.enrich import DecodingSettings
@@ -146,20 +164,35 @@ class _Handler(BaseHTTPRequestHandler):
             self._reply(404, {"error": f"no route {self.path}"})
             return
         request = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))))
-        self.server.requests.append(request)
         messages = request["messages"]
+        prompt = messages[-1]["content"]
+        with self.server.lock:
+            self.server.requests.append(request)
+            self.server.authorizations.append(self.headers.get("Authorization"))
+            seen = self.server.seen_prompts.get(prompt, 0)
+            self.server.seen_prompts[prompt] = seen + 1
+            fault = self.server.fault_for(prompt, seen, len(self.server.requests))
+            self.server.log.append({"prompt": prompt, "time": time.monotonic(),
+                                    "status": fault[0] if fault and fault[0] else 200})
+        if fault is not None:
+            status, headers, sleep = fault
+            if sleep:
+                time.sleep(sleep)
+            if status:
+                self._reply(status, {"error": f"the test asked for HTTP {status}"}, headers)
+                return
         if any("FAIL-ME" in message["content"] for message in messages):
-            self._reply(500, {"error": "the test asked this request to fail"})
+            self._reply(400, {"error": "the test asked this request to fail"})
             return
         temperature = request.get("temperature") or 0.0
         decoding = DecodingSettings(max_new_tokens=int(request.get("max_tokens") or 16),
                                     do_sample=temperature > 0, temperature=temperature or 1.0,
                                     top_p=request.get("top_p") or 1.0, seed=request.get("seed") or 0)
-        with self.server.lock:  # one generation at a time: the generator keeps state between calls
+        with self.server.generate_lock:  # one generation at a time: the generator keeps state between calls
             text = self.server.generator.generate([messages], decoding)[0]
         self._reply(200, {
             "id": f"chatcmpl-{len(self.server.requests)}", "object": "chat.completion", "created": int(time.time()),
-            "model": "tiny-llama",
+            "model": self.server.model_name,
             "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}],
             "usage": {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0},
         })
@@ -168,16 +201,75 @@ class _Handler(BaseHTTPRequestHandler):
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
 
+    def fault_for(self, prompt: str, seen: int, count: int):
+        """(status or None, headers, seconds to sleep) for this request, or None to answer normally."""
+        if count > self.max_requests:
+            return 410, {}, 0.0
+        for times, status, headers, sleep in self.first_faults:
+            if seen < times:
+                return status, headers, sleep
+        for text, status, headers in self.text_faults:
+            if text in prompt:
+                return status, headers, 0.0
+        if self.failing_share:
+            share, seed = self.failing_share
+            draw = int(hashlib.sha256(f"{seed}|{seen}|{prompt}".encode()).hexdigest()[:8], 16) / 0xFFFFFFFF
+            if draw < share:
+                return 503, {}, 0.0
+        return None
+
 
 class ChatServer:
-    """``with ChatServer(generator) as server: server.url`` — chat completions on 127.0.0.1, port 0."""
+    """``with ChatServer(generator) as server: server.url`` — chat completions on 127.0.0.1, port 0.
 
-    def __init__(self, generator):
+    ``model`` and ``revision`` are what ``GET /v1/models`` reports. ``requests`` holds every chat
+    request's body, ``log`` one ``{"prompt", "time", "status"}`` per request (server-side
+    monotonic time), ``authorizations`` the ``Authorization`` header of each.
+    """
+
+    def __init__(self, generator, model: str = "tiny-llama", revision: str | None = None, max_requests: int = 5000,
+                 lifetime: float = 600.0):
         self.httpd = _Server(("127.0.0.1", 0), _Handler)
         self.httpd.generator = generator
+        self.httpd.model_name, self.httpd.revision = model, revision
+        self.httpd.max_requests = max_requests
         self.httpd.lock = threading.Lock()
-        self.httpd.requests = []
+        self.httpd.generate_lock = threading.Lock()
+        self.httpd.requests, self.httpd.log, self.httpd.authorizations = [], [], []
+        self.httpd.seen_prompts = {}
+        self.httpd.model_listings = 0
+        self.healthy()
         self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+        self.stopper = threading.Timer(lifetime, self.httpd.shutdown)
+        self.stopper.daemon = True
+
+    def healthy(self) -> None:
+        """No faults from now on; every prompt counts as new."""
+        with self.httpd.lock:
+            self.httpd.first_faults, self.httpd.text_faults, self.httpd.failing_share = [], [], None
+            self.httpd.seen_prompts = {}
+
+    def fail_first(self, times: int, status: int = 503, retry_after: str | None = None) -> None:
+        """The first ``times`` requests of every prompt answer ``status`` (with ``Retry-After`` if given)."""
+        headers = {"Retry-After": retry_after} if retry_after is not None else {}
+        with self.httpd.lock:
+            self.httpd.first_faults.append((times, status, headers, 0.0))
+
+    def sleep_first(self, times: int, seconds: float) -> None:
+        """The first ``times`` requests of every prompt wait ``seconds`` before answering."""
+        with self.httpd.lock:
+            self.httpd.first_faults.append((times, None, {}, seconds))
+
+    def fail_when(self, text: str, status: int = 503) -> None:
+        """Every request whose prompt contains ``text`` answers ``status``."""
+        with self.httpd.lock:
+            self.httpd.text_faults.append((text, status, {}))
+
+    def fail_share(self, share: float, seed: int = 0) -> None:
+        """About ``share`` of the requests answer 503, decided by a hash of (seed, prompt, how many times
+        it was asked), so the same requests fail whatever order they arrive in."""
+        with self.httpd.lock:
+            self.httpd.failing_share = (share, seed)
 
     @property
     def url(self) -> str:
@@ -188,11 +280,25 @@ class ChatServer:
     def requests(self) -> list[dict]:
         return self.httpd.requests
 
+    @property
+    def log(self) -> list[dict]:
+        return self.httpd.log
+
+    @property
+    def authorizations(self) -> list:
+        return self.httpd.authorizations
+
+    @property
+    def model_listings(self) -> int:
+        return self.httpd.model_listings
+
     def __enter__(self) -> "ChatServer":
         self.thread.start()
+        self.stopper.start()
         return self
 
     def __exit__(self, *exc):
+        self.stopper.cancel()
         self.httpd.shutdown()
         self.httpd.server_close()
 

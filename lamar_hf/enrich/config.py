@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import random
 import re
 from dataclasses import asdict, dataclass, fields, replace
 
@@ -132,6 +133,37 @@ DEFAULT_DECODING = DecodingSettings(repetition_penalty=1.2, clip_words=True)
 # A failed row is retried once with seeded sampling and a stronger penalty: a different answer, still reproducible.
 RETRY = DecodingSettings(do_sample=True, temperature=0.7, top_p=0.9, repetition_penalty=1.3, seed=1234,
                          clip_words=True)
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """How a generator retries a transient failure: HTTP 429 / 5xx, a timeout, a lost connection.
+
+    At most ``max_attempts`` requests per answer, waiting ``base_delay * 2**n`` seconds (at most
+    ``max_delay``, with jitter) between them, or the server's ``Retry-After`` when it says longer.
+    No request starts after ``max_seconds`` since the first one; a wait that would pass that
+    bound gives up at once. An answer that still fails is *unavailable*: it is never cached, and
+    the next run asks again.
+    """
+
+    max_attempts: int = 6
+    base_delay: float = 1.0
+    max_delay: float = 30.0
+    max_seconds: float = 300.0
+
+    def __post_init__(self):
+        if self.max_attempts < 1:
+            raise ValueError(f"max_attempts must be at least 1, got {self.max_attempts}")
+        if min(self.base_delay, self.max_delay, self.max_seconds) < 0:
+            raise ValueError(f"retry delays and bounds must not be negative: {self}")
+
+    def wait(self, failures: int, retry_after: float | None = None) -> float:
+        """Seconds to wait after the ``failures``-th failed attempt (1, 2, ...)."""
+        backoff = min(self.max_delay, self.base_delay * 2 ** (failures - 1)) * random.uniform(0.5, 1.0)
+        return max(backoff, retry_after or 0.0)
+
+
+DEFAULT_RETRY_POLICY = RetryPolicy()
 
 
 def stable_hash(data, length: int = 16) -> str:

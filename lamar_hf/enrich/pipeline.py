@@ -1,18 +1,27 @@
 """``enrich_items``: the items of a benchmark in, a ``signals`` dataset out.
 
-The work is a ``datasets.map(batched=True)`` over the distinct prompts, cut into chunks. Each chunk
-is cached in its own Arrow file under a fingerprint made of everything that shapes its output
-(the prompts, generator and revision, adapter, prompt version, decoding settings, lamar-hf
-version), so a re-run loads every chunk from the cache without generating, and a run killed
-half-way loads the chunks it finished and generates only the rest. Under ``accelerate launch``
-the chunks are shared out across processes and the results gathered on every process.
+The work is a ``datasets.map(batched=True)`` over the distinct prompts, cut into chunks (shared out
+across processes under ``accelerate launch``, the results gathered on every process). Every
+finished row is cached at once in a :class:`RowCache`, keyed by its prompt and by everything else
+that shapes the answer (generator and revision, adapter, prompt version, decoding settings,
+lamar-hf version): a re-run loads every row without generating, and a run that was killed, or run
+again with another ``--limit`` or ``chunk_size``, generates only the rows it does not have yet.
+
+A row's ``status`` is ``ok``, ``retried`` (the first answer was invalid; the answer of the retry
+decoding, named in the row's ``decoding``, is valid), ``invalid`` (an answer, but not a usable one;
+``status_detail`` says why) or ``unavailable`` (the generator gave no answer: a server that stayed
+down, an error). Unavailable rows are never cached: the next run asks for exactly those again.
+Files written before these names called invalid rows ``failed``; they are read as they are.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import os
 import shutil
+import sqlite3
+import time
 import uuid
 from collections.abc import Sequence
 from contextlib import contextmanager
@@ -20,6 +29,8 @@ from pathlib import Path
 
 from datasets import Dataset, Features, Value, concatenate_datasets
 from tqdm.auto import tqdm
+
+import pyarrow.parquet as pq
 
 from .. import __version__
 from .config import DEFAULT_DECODING, RETRY, DecodingSettings, resolve_signals, stable_hash
@@ -29,7 +40,8 @@ from .prompts import Exemplar, PromptBuilder, clean_text, has_metadata
 
 logger = logging.getLogger(__name__)
 
-STATUSES = ("ok", "retried", "failed")
+STATUSES = ("ok", "retried", "invalid", "unavailable")
+USABLE_STATUSES = ("ok", "retried")
 PROVENANCE_COLUMNS = ("generator", "generator_revision", "adapter", "prompt_version", "decoding", "lamar_hf_version")
 SIGNALS_FILE = Path("signals") / "train-00000-of-00001.parquet"
 NO_METADATA = "no title, brand, categories or description to describe"
@@ -81,46 +93,133 @@ class _RowJudge:
         return signals, find_problems(signals, self.specs, title, self.exemplar_answers)
 
 
+def _finished_row(signals: dict, problems: dict, status: str, detail: str | None, decoding: DecodingSettings,
+                  answer: str | None) -> dict:
+    row = {name: None if name in problems else value for name, value in signals.items()}
+    row.update(status=status, status_detail=detail or describe_problems(problems) or None,
+               decoding=json.dumps(decoding.to_dict(), sort_keys=True), answer=answer)
+    return row
+
+
+def _generate_rows(items: list[dict], generator: Generator, builder: PromptBuilder, decoding: DecodingSettings,
+                   retry_decoding: DecodingSettings | None, progress) -> list[dict]:
+    """Generate, parse and validate the rows of ``items``; retry the invalid ones once with ``retry_decoding``."""
+    conversations = [builder.messages(item) for item in items]
+    titles = [clean_text(item.get("title")) for item in items]
+    judge = _RowJudge(builder)
+    results = generator.generate_rows(conversations, decoding, progress=progress, answer_signals=builder.signals)
+    rows = []
+    for result, title in zip(results, titles):
+        signals, problems = judge.judge(result, title)
+        status = "unavailable" if result.error is not None else "invalid" if problems else "ok"
+        rows.append(_finished_row(signals, problems, status, None, decoding, result.text))
+        rows[-1]["_problems"] = problems
+
+    invalid = [index for index, row in enumerate(rows) if row["status"] == "invalid"]
+    if invalid and retry_decoding is not None:
+        retries = generator.generate_rows([conversations[index] for index in invalid], retry_decoding,
+                                          answer_signals=builder.signals)
+        for index, result in zip(invalid, retries):
+            first_problems = rows[index]["_problems"]
+            first_detail = "first answer: " + describe_problems(first_problems)
+            signals, problems = judge.judge(result, titles[index])
+            if result.error is not None:  # the retry is owed: not a final row, the next run asks again
+                rows[index] = _finished_row({}, {}, "unavailable", f"retry: generator: {result.error}; {first_detail}",
+                                            retry_decoding, None)
+            elif not problems:
+                rows[index] = _finished_row(signals, problems, "retried", first_detail, retry_decoding, result.text)
+            elif len(problems) <= len(first_problems):  # fewer problems; the retry (the newer answer) wins ties
+                rows[index] = _finished_row(signals, problems, "invalid", None, retry_decoding, result.text)
+    for row in rows:
+        row.pop("_problems", None)
+    return rows
+
+
+def _row_key(run_fingerprint: str, prompt_key: str) -> str:
+    return stable_hash([run_fingerprint, prompt_key], 32)
+
+
 def _generate_chunk(batch: dict, generator: Generator, builder: PromptBuilder, decoding: DecodingSettings,
-                    retry_decoding: DecodingSettings | None, progress) -> dict:
-    """The ``map`` function: generate, parse, validate, retry the failures once."""
+                    retry_decoding: DecodingSettings | None, progress, cache: "RowCache | None",
+                    run_fingerprint: str, counts: dict) -> dict:
+    """The ``map`` function: cached rows from the cache, the others generated and cached as they finish."""
     names = [spec.name for spec in builder.signals]
     size = len(batch["prompt_key"])
     items = [{key: batch[key][row] for key in batch} for row in range(size)]
-    conversations = [builder.messages(item) for item in items]
-    judge = _RowJudge(builder)
-    results = generator.generate_rows(conversations, decoding, progress=progress, answer_signals=builder.signals)
-    outcomes = [judge.judge(result, clean_text(item.get("title"))) for result, item in zip(results, items)]
-    statuses = ["ok" if not problems else "failed" for _, problems in outcomes]
-    used = [decoding] * size
-    answers = [result.text for result in results]
-
-    failed = [row for row in range(size) if statuses[row] == "failed"]
-    first_problems_text: dict[int, str] = {}
-    if failed and retry_decoding is not None:
-        retries = generator.generate_rows([conversations[row] for row in failed], retry_decoding,
-                                          answer_signals=builder.signals)
-        for row, result in zip(failed, retries):
-            signals, problems = judge.judge(result, clean_text(items[row].get("title")))
-            first_problems = outcomes[row][1]
-            # Keep the attempt with fewer problems; the retry wins ties (it is the newer answer).
-            if len(problems) <= len(first_problems):
-                outcomes[row] = (signals, problems)
-                used[row] = retry_decoding
-                answers[row] = result.text
-            statuses[row] = "retried" if not problems else "failed"
-            if not problems:
-                first_problems_text[row] = "first answer: " + describe_problems(first_problems)
-
+    keys = [_row_key(run_fingerprint, prompt_key) for prompt_key in batch["prompt_key"]]
+    done = cache.get(keys) if cache is not None else {}
+    counts["from_cache"] += len(done)
+    progress.update(len(done))
+    pending = [row for row in range(size) if keys[row] not in done]
+    # Generated a generator batch at a time, each cached as soon as it is done: a kill loses at most one.
+    step = max(1, int(generator.batch_size))
+    for start in range(0, len(pending), step):
+        rows = pending[start : start + step]
+        finished = _generate_rows([items[row] for row in rows], generator, builder, decoding, retry_decoding,
+                                  progress)
+        counts["generated"] += len(rows)
+        new = {keys[row]: result for row, result in zip(rows, finished)}
+        done.update(new)
+        if cache is not None:
+            cache.put({key: result for key, result in new.items() if result["status"] != "unavailable"})
     out = {"prompt_key": batch["prompt_key"]}
-    for name in names:
-        out[name] = [None if name in problems else signals[name] for signals, problems in outcomes]
-    out["status"] = statuses
-    out["status_detail"] = [first_problems_text.get(row) or describe_problems(problems) or None
-                            for row, (_, problems) in enumerate(outcomes)]
-    out["decoding"] = [json.dumps(settings.to_dict(), sort_keys=True) for settings in used]
-    out["answer"] = answers
+    for column in [*names, "status", "status_detail", "decoding", "answer"]:
+        out[column] = [done[key].get(column) for key in keys]
     return out
+
+
+class RowCache:
+    """Finished rows of :func:`enrich_items` in one SQLite file, ``cache_dir/enrich-rows.sqlite``.
+
+    A row is committed as soon as it is put, so a process killed right after keeps it; SQLite's
+    locking lets several processes (``accelerate launch``) share the file. A file that is not a
+    readable cache is set aside (``.corrupt-<time>``) with a warning and a new one is started.
+    """
+
+    FILE_NAME = "enrich-rows.sqlite"
+
+    def __init__(self, folder):
+        self.path = Path(folder) / self.FILE_NAME
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self._connection = self._open()
+        except sqlite3.DatabaseError as error:
+            aside = self.path.with_name(f"{self.path.name}.corrupt-{int(time.time())}")
+            logger.warning("%s is not a readable enrichment cache (%s); set it aside as %s and starting anew",
+                           self.path, error, aside.name)
+            self.path.rename(aside)
+            self._connection = self._open()
+
+    def _open(self) -> sqlite3.Connection:
+        connection = sqlite3.connect(self.path, timeout=300)
+        try:
+            connection.execute("PRAGMA journal_mode=WAL")
+            connection.execute("CREATE TABLE IF NOT EXISTS rows (key TEXT PRIMARY KEY, row TEXT NOT NULL)")
+            connection.commit()
+        except sqlite3.DatabaseError:
+            connection.close()
+            raise
+        return connection
+
+    def get(self, keys: Sequence[str]) -> dict[str, dict]:
+        found = {}
+        for start in range(0, len(keys), 500):
+            part = list(keys[start : start + 500])
+            query = f"SELECT key, row FROM rows WHERE key IN ({','.join('?' * len(part))})"
+            found.update((key, json.loads(row)) for key, row in self._connection.execute(query, part))
+        return found
+
+    def put(self, rows: dict[str, dict]) -> None:
+        if rows:
+            with self._connection:
+                self._connection.executemany("INSERT OR REPLACE INTO rows (key, row) VALUES (?, ?)",
+                                             [(key, json.dumps(row, ensure_ascii=False)) for key, row in rows.items()])
+
+    def __len__(self) -> int:
+        return self._connection.execute("SELECT COUNT(*) FROM rows").fetchone()[0]
+
+    def close(self) -> None:
+        self._connection.close()
 
 
 def _item_rows(items: Dataset) -> list[dict]:
@@ -144,16 +243,18 @@ def enrich_items(
     report: dict | None = None,
 ) -> Dataset:
     """Generate the signals of every item: one row per item with ``item_id``, one column per signal,
-    ``status`` (ok / retried / failed), ``status_detail`` and provenance columns.
+    ``status`` (ok / retried / invalid / unavailable, see the module docstring), ``status_detail``
+    and provenance columns.
 
     ``prompt`` is the :class:`PromptBuilder` to use; without it the generator's own prompt format
     (a tuned adapter's) or a new builder for ``signals`` and ``exemplars``. Identical prompts are
-    generated once. With ``cache_dir`` every chunk of ``chunk_size`` distinct prompts is cached
-    there: a re-run or a resumed run loads finished chunks instead of generating them. Rows whose
-    answer is unusable keep ``None`` for the failing signals and say why in ``status_detail``;
-    nothing raises for a bad row. ``keep_answers`` adds the raw answer text as a column ``answer``.
-    A dict passed as ``report`` is filled with counts: ``items``, ``prompts`` (distinct),
-    ``from_cache`` and ``generated`` (prompts of this process), ``no_metadata``.
+    generated once. With ``cache_dir`` every finished row is cached there (a :class:`RowCache`):
+    a re-run or a resumed run loads the rows it has instead of generating them, whatever
+    ``chunk_size`` (the share of work of one ``map`` call and one process) or subset of items.
+    Rows whose answer is unusable keep ``None`` for the failing signals and say why in
+    ``status_detail``; nothing raises for a bad row. ``keep_answers`` adds the raw answer text as a
+    column ``answer``. A dict passed as ``report`` is filled with counts: ``items``, ``prompts``
+    (distinct), ``from_cache`` and ``generated`` (prompts of this process), ``no_metadata``.
     """
     builder = prompt or generator.prompt or PromptBuilder(signals=resolve_signals(signals),
                                                           exemplars=tuple(exemplars or ()))
@@ -213,7 +314,7 @@ def enrich_items(
         output["item_id"].append(row["item_id"])
         for name in names:
             output[name].append(result[name] if result else None)
-        output["status"].append(result["status"] if result else "failed")
+        output["status"].append(result["status"] if result else "invalid")
         output["status_detail"].append(result["status_detail"] if result else NO_METADATA)
         output["decoding"].append(result["decoding"] if result else None)
         for name, value in constant.items():
@@ -221,10 +322,6 @@ def enrich_items(
         if keep_answers:
             output["answer"].append(result["answer"] if result else None)
     return Dataset.from_dict(output, features=features)
-
-
-def _chunk_fingerprint(run_fingerprint: str, chunk: list[dict]) -> str:
-    return stable_hash([run_fingerprint, [row["prompt_key"] for row in chunk]], 32)
 
 
 def process_state():
@@ -246,66 +343,134 @@ def _run_chunks(work, generator, builder, decoding, retry_decoding, run_fingerpr
     state = process_state()
     chunks = [work[start : start + chunk_size] for start in range(0, len(work), chunk_size)]
     mine = [index for index in range(len(chunks)) if index % state.num_processes == state.process_index]
-    if cache_dir is not None:
-        Path(cache_dir).mkdir(parents=True, exist_ok=True)
+    cache = RowCache(cache_dir) if cache_dir is not None else None
     features = _work_features([spec.name for spec in builder.signals])
     total = sum(len(chunks[index]) for index in mine)
     bar = tqdm(total=total, unit="item", desc="enrich", disable=not progress or not state.is_local_main_process,
                dynamic_ncols=True)
     produced: list[tuple[int, list[dict]]] = []
-    with _quiet_datasets():
-        for index in mine:
-            chunk = chunks[index]
-            fingerprint = _chunk_fingerprint(run_fingerprint, chunk)
-            cache_file = Path(cache_dir) / f"enrich-{fingerprint}.arrow" if cache_dir is not None else None
-            if cache_file is not None and cache_file.is_file():
-                bar.update(len(chunk))  # finished in an earlier run
-                counts["from_cache"] += len(chunk)
-            else:
-                counts["generated"] += len(chunk)
-            source = Dataset.from_list(chunk)
-            result = source.map(
-                _generate_chunk,
-                batched=True,
-                batch_size=len(chunk),
-                fn_kwargs={"generator": generator, "builder": builder, "decoding": decoding,
-                           "retry_decoding": retry_decoding, "progress": bar},
-                remove_columns=source.column_names,
-                features=features,
-                new_fingerprint=fingerprint,
-                cache_file_name=str(cache_file) if cache_file is not None else None,
-                load_from_cache_file=cache_file is not None,
-            )
-            produced.append((index, result.to_list()))
-    bar.close()
+    try:
+        with _quiet_datasets():
+            for index in mine:
+                chunk = chunks[index]
+                source = Dataset.from_list(chunk)
+                result = source.map(
+                    _generate_chunk,
+                    batched=True,
+                    batch_size=len(chunk),
+                    fn_kwargs={"generator": generator, "builder": builder, "decoding": decoding,
+                               "retry_decoding": retry_decoding, "progress": bar, "cache": cache,
+                               "run_fingerprint": run_fingerprint, "counts": counts},
+                    remove_columns=source.column_names,
+                    features=features,
+                    # The rows are cached one by one in the RowCache, not as a map cache file.
+                    new_fingerprint=stable_hash([run_fingerprint, [row["prompt_key"] for row in chunk]], 32),
+                    keep_in_memory=True,
+                    load_from_cache_file=False,
+                )
+                produced.append((index, result.to_list()))
+    finally:
+        bar.close()
+        if cache is not None:
+            cache.close()
     if state.num_processes > 1:
         produced = gather_object(produced)
+    counts["unavailable"] = sum(row["status"] == "unavailable" for _, rows in produced for row in rows)
     return [row for _, chunk_rows in sorted(produced, key=lambda pair: pair[0]) for row in chunk_rows]
 
 
-def write_signals(signals: Dataset, out_dir, manifest: dict | None = None) -> Path:
-    """Write ``out_dir/signals/train-00000-of-00001.parquet`` atomically (a temp folder, then a rename).
+def _staging_folder(out_dir: Path, kind: str) -> Path:
+    """A hidden folder beside ``signals/``, named after this process so that a later run can tell it is stale."""
+    return out_dir / f".signals-{kind}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
 
-    An existing ``signals`` folder is replaced; other folders in ``out_dir`` are left alone.
-    ``manifest`` (run settings and counts) goes to ``out_dir/lamar_enrich.json``.
+
+def _owner_is_running(folder: Path) -> bool:
+    try:
+        pid = int(folder.name.split("-")[2])
+    except (IndexError, ValueError):
+        return False  # named by an older version: nobody writes it any more
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def recover_signals(out_dir) -> None:
+    """Clean up after a :func:`write_signals` that was killed: when ``signals/`` is missing because the
+    kill came between setting the old folder aside and renaming the new one in, the old one is
+    put back; hidden ``.signals-*`` staging folders of processes that are gone are removed."""
+    out_dir = Path(out_dir)
+    if not out_dir.is_dir():
+        return
+    stale = [folder for folder in out_dir.glob(".signals-*") if folder.is_dir() and not _owner_is_running(folder)]
+    target = out_dir / SIGNALS_FILE.parent
+    if not target.exists():
+        aside = [folder for folder in stale
+                 if folder.name.startswith(".signals-old-") and (folder / SIGNALS_FILE.name).is_file()]
+        if aside:
+            newest = max(aside, key=lambda folder: folder.stat().st_mtime)
+            newest.rename(target)
+            stale.remove(newest)
+            logger.warning("%s: put back the signals that an interrupted write had set aside (%s)", target,
+                           newest.name)
+    for folder in stale:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def existing_signal_rows(out_dir) -> int | None:
+    """How many rows ``out_dir/signals`` holds (``None`` without one)."""
+    path = Path(out_dir) / SIGNALS_FILE
+    if not path.is_file():
+        return None
+    try:
+        return pq.read_metadata(path).num_rows
+    except Exception as error:  # noqa: BLE001 - pyarrow raises several types for an unreadable file
+        raise ValueError(f"{path}: not a readable parquet file ({error}); remove it or pass --overwrite") from None
+
+
+def check_signals_overwrite(out_dir, rows: int, overwrite: bool = False) -> None:
+    """Refuse (``FileExistsError``) to write ``rows`` rows over a signals config that holds more, unless ``overwrite``."""
+    if overwrite:
+        return
+    existing = existing_signal_rows(out_dir)
+    if existing is not None and existing > rows:
+        raise FileExistsError(f"{Path(out_dir) / SIGNALS_FILE} holds {existing:,} rows and this run would write "
+                              f"{rows:,} over it; pass --overwrite (overwrite=True) to replace it, or write elsewhere")
+
+
+def write_signals(signals: Dataset, out_dir, manifest: dict | None = None, overwrite: bool = False) -> Path:
+    """Write ``out_dir/signals/train-00000-of-00001.parquet`` atomically.
+
+    The new folder is written beside the old one, the old one renamed aside, the new one renamed
+    in, then the old one deleted; a kill in between leaves the old one aside, which the next call
+    (or :func:`recover_signals`) puts back. Fewer rows than an existing signals config holds are
+    refused without ``overwrite`` (see :func:`check_signals_overwrite`); other folders in
+    ``out_dir`` are left alone. ``manifest`` (run settings and counts) goes to ``out_dir/lamar_enrich.json``.
     """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
+    recover_signals(out_dir)
+    check_signals_overwrite(out_dir, len(signals), overwrite)
     target = out_dir / SIGNALS_FILE.parent
-    temporary = out_dir / f".signals-{uuid.uuid4().hex[:8]}"
-    temporary.mkdir()
+    staging = _staging_folder(out_dir, "new")
+    staging.mkdir()
     try:
-        signals.to_parquet(str(temporary / SIGNALS_FILE.name))
+        signals.to_parquet(str(staging / SIGNALS_FILE.name))
         if target.exists():
-            old = out_dir / f".signals-old-{uuid.uuid4().hex[:8]}"
-            target.rename(old)
-            temporary.rename(target)
-            shutil.rmtree(old)
+            aside = _staging_folder(out_dir, "old")
+            target.rename(aside)
+            staging.rename(target)
+            shutil.rmtree(aside)
         else:
-            temporary.rename(target)
+            staging.rename(target)
     finally:
-        if temporary.exists():
-            shutil.rmtree(temporary, ignore_errors=True)
+        if staging.exists():
+            shutil.rmtree(staging, ignore_errors=True)
     if manifest is not None:
         path = out_dir / "lamar_enrich.json"
         partial = path.with_suffix(".json.tmp")
@@ -315,7 +480,15 @@ def write_signals(signals: Dataset, out_dir, manifest: dict | None = None) -> Pa
 
 
 def status_counts(signals: Dataset) -> dict[str, int]:
+    """Rows per status: every name of :data:`STATUSES` (0 when absent) and any other name found (``failed``
+    of older files)."""
     counts = dict.fromkeys(STATUSES, 0)
     for status in signals["status"]:
         counts[status] = counts.get(status, 0) + 1
     return counts
+
+
+def validity(counts: dict[str, int]) -> float:
+    """The share of usable rows (``ok`` and ``retried``) among all rows of :func:`status_counts`."""
+    total = sum(counts.values())
+    return sum(counts.get(status, 0) for status in USABLE_STATUSES) / total if total else 0.0
