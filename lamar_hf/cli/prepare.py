@@ -18,11 +18,35 @@ def add_parser(subparsers) -> None:
         example="lamar prepare --source p5 --path ../shared/data/amazon_beauty --out outputs/beauty",
         run=run,
     )
-    parser.add_argument("--source", required=True, help="reader: p5 (prepared P5/S3Rec files) or amazon2014 (raw files)")
-    parser.add_argument("--path", required=True, type=Path, help="folder with the benchmark's files")
+    parser.add_argument(
+        "--source",
+        required=True,
+        help="reader: p5 (prepared P5/S3Rec files: Amazon Beauty, Toys, Sports), amazon2014 (raw 2014 files) or "
+        "amazon2023 (Amazon Reviews 2023 files in their Hub layout)",
+    )
+    parser.add_argument(
+        "--path",
+        type=Path,
+        help="folder with the benchmark's files (required, except for amazon2023, which then downloads the files "
+        "it needs from the Hub dataset McAuley-Lab/Amazon-Reviews-2023 into the Hugging Face cache)",
+    )
     parser.add_argument("--out", required=True, type=Path, help="output folder (Hub layout: {config}/{split}-*.parquet)")
-    parser.add_argument("--category", help="amazon2014 only: the category, e.g. Beauty (default: the one in --path)")
-    parser.add_argument("--k-core", type=int, default=5, help="amazon2014 only: k of the k-core filter (default 5)")
+    parser.add_argument(
+        "--category",
+        help="amazon2014: the category, e.g. Beauty (default: the one in --path); amazon2023 (required): e.g. Sports_and_Outdoors",
+    )
+    parser.add_argument(
+        "--k-core",
+        type=int,
+        default=5,
+        help="amazon2014 and amazon2023 --from-reviews: k of the k-core filter; amazon2023: which published split (5 or 0)",
+    )
+    parser.add_argument(
+        "--from-reviews",
+        action="store_true",
+        help="amazon2023 only: rebuild the sequences from the reviews file instead of reading the published last_out split",
+    )
+    parser.add_argument("--revision", help="amazon2023 download only: the Hub revision (branch, tag or commit)")
     parser.add_argument("--name", help="benchmark name (default: from the folder)")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing non-empty output folder")
 
@@ -42,23 +66,33 @@ def format_statistics(stats: dict) -> str:
 
 
 def run(args) -> int:
-    from lamar_hf.data import SOURCES, prepare
+    from lamar_hf.data import SOURCES, download_amazon2023, prepare, split_fingerprint
 
     if args.source not in SOURCES:
         raise UserError(f"unknown --source {args.source!r}; choose one of: {', '.join(SOURCES)}")
-    if not args.path.is_dir():
+    if args.source == "amazon2023" and not args.category:
+        raise UserError("--source amazon2023 needs --category, e.g. --category Sports_and_Outdoors")
+    if args.path is None and args.source != "amazon2023":
+        raise UserError(f"--source {args.source} needs --path")
+    if args.path is not None and not args.path.is_dir():
         raise UserError(f"--path {args.path} is not a folder")
     options = {"name": args.name}
     if args.source == "amazon2014":
         options.update(category=args.category, k=args.k_core)
+    if args.source == "amazon2023":
+        options.update(category=args.category, k=args.k_core, from_reviews=args.from_reviews)
     started = time.perf_counter()
+    path = args.path
+    if path is None:
+        path = download_amazon2023(args.category, revision=args.revision, from_reviews=args.from_reviews, k=args.k_core)
     with tqdm(total=2, desc="prepare", unit="step") as progress:
-        progress.set_postfix_str(f"reading {args.path}")
-        benchmark = prepare(args.source, args.path, **options)
+        progress.set_postfix_str(f"reading {path}")
+        benchmark = prepare(args.source, path, **options)
         progress.update()
         progress.set_postfix_str(f"writing {args.out}")
         benchmark.save(args.out, overwrite=args.overwrite)
         progress.update()
     print(f"{benchmark.name}: prepared in {time.perf_counter() - started:.1f} s → {args.out}")
+    print(f"split fingerprint    {split_fingerprint(benchmark)}")
     print(format_statistics(benchmark.statistics()))
     return 0

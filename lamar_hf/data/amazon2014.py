@@ -83,6 +83,23 @@ def k_core(reviews: list[tuple[str, str, int]], k: int) -> list[tuple[str, str, 
         reviews = kept
 
 
+def number_sequences(reviews: list[tuple[str, str, int]]) -> tuple[dict[int, list[int]], dict[str, int]]:
+    """``(user, item, time)`` reviews in file order → chronological ``{user_id: [item_id, ...]}`` and ``{item: item_id}``.
+
+    Users are numbered 1..U by their first review line, items 1..N by first appearance when walking the users in that
+    order through their sequences; ties in time keep the order of the lines (the P5/S3Rec numbering).
+    """
+    by_user: dict[str, list[tuple[int, int, str]]] = defaultdict(list)  # insertion order = first review line
+    for line_order, (user, item, time) in enumerate(reviews):
+        by_user[user].append((time, line_order, item))
+    item_ids: dict[str, int] = {}
+    sequences: dict[int, list[int]] = {}
+    for user_id, user in enumerate(by_user, start=1):
+        chronological = sorted(by_user[user])  # (time, line order): ties keep file order
+        sequences[user_id] = [item_ids.setdefault(item, len(item_ids) + 1) for _, _, item in chronological]
+    return sequences, item_ids
+
+
 def read_meta(path: Path, wanted: set[str]) -> dict[str, dict]:
     """Metadata dicts of the ``wanted`` ASINs (each line a Python literal dict)."""
     meta = {}
@@ -119,15 +136,7 @@ def read_amazon2014(path, category: str | None = None, k: int = 5, name: str | N
     reviews = k_core(read_reviews(reviews_path), k)
     if not reviews:
         raise DataError(f"no review survives {k}-core filtering", reviews_path)
-    by_user: dict[str, list[tuple[int, int, str]]] = defaultdict(list)  # insertion order = first review line
-    for line_order, (user, asin, time) in enumerate(reviews):
-        by_user[user].append((time, line_order, asin))
-    item_ids: dict[str, int] = {}
-    sequences: dict[int, list[int]] = {}
-    for user_id, user in enumerate(by_user, start=1):
-        chronological = sorted(by_user[user])  # (time, line order): ties keep file order
-        sequences[user_id] = [item_ids.setdefault(asin, len(item_ids) + 1) for _, _, asin in chronological]
-
+    sequences, item_ids = number_sequences(reviews)
     meta = read_meta(meta_path, set(item_ids))
     rows = []
     for asin, item_id in item_ids.items():

@@ -14,6 +14,7 @@ from datasets.utils import disable_progress_bars, enable_progress_bars, are_prog
 
 from .errors import DataError
 from .schema import ITEM_FEATURES, METADATA_FIELDS, SEQUENCE_FEATURES, SEQUENCE_SPLITS
+from .splits import split_fingerprint
 
 MANIFEST = "lamar_prepare.json"
 
@@ -74,7 +75,8 @@ class Benchmark:
         }
 
     def save(self, out_dir, overwrite: bool = False) -> Path:
-        """Write every config as parquet in the Hub layout (``{config}/{split}-00000-of-00001.parquet``).
+        """Write every config as parquet in the Hub layout (``{config}/{split}-00000-of-00001.parquet``), and
+        ``lamar_prepare.json`` with the name, source, statistics and ``split_fingerprint`` (:func:`split_fingerprint`).
 
         The folder is written to a temporary sibling and renamed into place, so a failure never leaves a
         half-written ``out_dir``. An existing non-empty ``out_dir`` is only replaced with ``overwrite=True``.
@@ -93,7 +95,12 @@ class Benchmark:
                     path = parquet_path(staging, config, split)
                     path.parent.mkdir(parents=True, exist_ok=True)
                     dataset.to_parquet(str(path))
-            manifest = {"name": self.name, "source": self.source, "statistics": self.statistics()}
+            manifest = {
+                "name": self.name,
+                "source": self.source,
+                "split_fingerprint": split_fingerprint(self),
+                "statistics": self.statistics(),
+            }
             (staging / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
             if out_dir.exists():
                 retired = out_dir.parent / f".{out_dir.name}.old-{uuid.uuid4().hex[:8]}"

@@ -4,6 +4,10 @@
   ``plrec/item_description.csv`` (metadata, keyed by the rank of the ASIN among the sorted ASINs).
 - Amazon Toys: ``p5_rdrec/sequential.txt`` + ``datamaps.json``, and TransRec's ``title_maps.npy`` /
   ``category_map.npy``, joined through TransRec's relabeled ``sequential_data.txt``.
+- Amazon Sports: ``s3rec/Sports_and_Outdoors.txt`` + ``p5_llm-recsys-id/datamaps.json`` (ids and ASINs as for
+  Beauty); brand and categories from S3Rec's ``Sports_and_Outdoors_item2attributes.json``, whose attribute ids are
+  decoded to P5's attribute names by the frequency alignment of its ``PROVENANCE.md``. There are no titles: IDGenRec's
+  machine-made textual ids in ``idgenrec/`` are model output, not titles, and are not read.
 
 The sequence files are chronological already; the ids of the files are kept (items 1..N, users 1..U).
 """
@@ -14,7 +18,10 @@ import ast
 import csv
 import json
 import re
+from collections import Counter
 from pathlib import Path
+
+import numpy as np
 
 from .benchmark import Benchmark
 from .errors import DataError
@@ -113,8 +120,6 @@ def read_beauty(root: Path, name: str) -> Benchmark:
 
 
 def read_toys(root: Path, name: str) -> Benchmark:
-    import numpy as np
-
     sequences_path = root / "p5_rdrec" / "sequential.txt"
     datamaps_path = root / "p5_rdrec" / "datamaps.json"
     transrec_path = root / "transrec" / "sequential_data.txt"
@@ -145,14 +150,92 @@ def read_toys(root: Path, name: str) -> Benchmark:
     return Benchmark(name, items_dataset(rows), leave_one_out(sequences, sequences_path), source=source)
 
 
+# S3Rec's Sports attributes keep the category roots that P5's names drop. Id 2 is in every item (the root
+# "Sports & Outdoors", also the first category of every item in SeqDens' Sports.item); id 23 fills the brand slot of
+# items without a brand. The other unnamed ids are roots of further paths whose names are only guessed: not used.
+SPORTS_ROOT_ATTRIBUTE = 2
+SPORTS_ROOT_NAME = "Sports & Outdoors"
+
+
+def align_attribute_ids(item2attributes: dict[str, list[int]], datamaps: dict) -> dict[int, int]:
+    """Pair S3Rec attribute ids with P5 attribute ids (the decode of ``amazon_sports/PROVENANCE.md``).
+
+    Both files number the same attributes in the same order, but S3Rec keeps ids that P5 dropped. With ``S`` the
+    occurrence counts of S3Rec ids 1..n (duplicates within an item counted) and ``P`` P5's ``attributeid2num`` for
+    ids 1..m, the longest common subsequence of ``S`` and ``P`` (a match needs equal counts; the traceback skips an
+    S3Rec id on ties) pairs S3Rec id ``a`` with P5 id ``p``; ``a``'s name is P5's ``id2attribute[p]``. Returns
+    ``{a: p}``; ids left unpaired are absent.
+    """
+    counts = Counter(attribute for attributes in item2attributes.values() for attribute in attributes)
+    s3rec = np.array([counts.get(a, 0) for a in range(1, max(counts, default=0) + 1)], dtype=np.int64)
+    p5 = np.array([int(datamaps["attributeid2num"][str(p)]) for p in range(1, len(datamaps["attributeid2num"]) + 1)])
+    n, m = len(s3rec), len(p5)
+    # lcs[i, j]: LCS length of s3rec[:i] and p5[:j]; a row is the running maximum of its candidates.
+    lcs = np.zeros((n + 1, m + 1), dtype=np.int32)
+    for i in range(1, n + 1):
+        candidates = np.maximum(lcs[i - 1, 1:], lcs[i - 1, :-1] + (p5 == s3rec[i - 1]))
+        lcs[i, 1:] = np.maximum.accumulate(candidates)
+    pairs, i, j = {}, n, m
+    while i > 0 and j > 0:
+        if s3rec[i - 1] == p5[j - 1]:
+            pairs[i] = j
+            i, j = i - 1, j - 1
+        elif lcs[i - 1, j] >= lcs[i, j - 1]:
+            i -= 1
+        else:
+            j -= 1
+    return pairs
+
+
+def sports_category_path(attributes: list[int], names: dict[int, str]) -> list[str]:
+    """The ``Sports & Outdoors`` path of one item: the root, then the named levels up to the next root."""
+    if SPORTS_ROOT_ATTRIBUTE not in attributes:
+        return []
+    path = [SPORTS_ROOT_NAME]
+    for attribute in attributes[attributes.index(SPORTS_ROOT_ATTRIBUTE) + 1 :]:
+        if attribute not in names:  # an unnamed id starts another path
+            break
+        path.append(names[attribute])
+    return path
+
+
+def read_sports(root: Path, name: str) -> Benchmark:
+    sequences_path = root / "s3rec" / "Sports_and_Outdoors.txt"
+    attributes_path = root / "s3rec" / "Sports_and_Outdoors_item2attributes.json"
+    datamaps_path = root / "p5_llm-recsys-id" / "datamaps.json"
+    sequences = read_sequence_file(sequences_path)
+    datamaps = read_json(datamaps_path)
+    id2item = {int(item): asin for item, asin in datamaps["id2item"].items()}
+    check_items_known(sequences, set(id2item), sequences_path)
+    item2attributes = read_json(attributes_path)
+    for item, attributes in item2attributes.items():
+        if not (item.isdigit() and int(item) in id2item):
+            raise DataError(f"item {item!r} is not in the id map {datamaps_path}", attributes_path)
+        if not (isinstance(attributes, list) and attributes and all(isinstance(a, int) and a > 0 for a in attributes)):
+            raise DataError(f"item {item}: attributes must be a non-empty list of positive integer ids", attributes_path)
+    names = {a: datamaps["id2attribute"][str(p)] for a, p in align_attribute_ids(item2attributes, datamaps).items()}
+    rows = []
+    for item_id, asin in id2item.items():
+        attributes = item2attributes.get(str(item_id))
+        if attributes is None:
+            rows.append(item_row(item_id, asin))
+            continue
+        # The first slot is the brand; '' is P5's name for an empty brand, which item_row turns into None.
+        brand = names.get(attributes[0])
+        rows.append(item_row(item_id, asin, brand=brand, categories=sports_category_path(attributes, names)))
+    source = {"kind": "p5", "files": [str(p) for p in (sequences_path, datamaps_path, attributes_path)]}
+    return Benchmark(name, items_dataset(rows), leave_one_out(sequences, sequences_path), source=source)
+
+
 LAYOUTS = {
     "amazon_beauty": (("s3rec", "Beauty.txt"), read_beauty),
     "amazon_toys": (("p5_rdrec", "sequential.txt"), read_toys),
+    "amazon_sports": (("s3rec", "Sports_and_Outdoors.txt"), read_sports),
 }
 
 
 def read_p5(path, name: str | None = None) -> Benchmark:
-    """Read a prepared P5/S3Rec benchmark folder (Amazon Beauty or Toys layout, detected from its files)."""
+    """Read a prepared P5/S3Rec benchmark folder (Amazon Beauty, Toys or Sports layout, detected from its files)."""
     root = Path(path)
     if not root.is_dir():
         raise DataError("benchmark folder not found", root)

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import hashlib
+import itertools
 from collections.abc import Mapping, Sequence
 
+import numpy as np
 from datasets import Dataset, DatasetDict
 
 from .errors import DataError
-from .schema import SEQUENCE_FEATURES
+from .schema import SEQUENCE_FEATURES, SEQUENCE_SPLITS
 
 MIN_SEQUENCE_LENGTH = 3
 
@@ -42,3 +45,35 @@ def user_sequences(sequences: DatasetDict) -> dict[int, list[int]]:
     """Rebuild each user's full chronological sequence from the ``test`` split (history + target)."""
     test = sequences["test"]
     return {user: history + [target] for user, history, target in zip(test["user_id"], test["history"], test["target"])}
+
+
+def split_arrays(data, split: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(history lengths, concatenated histories, targets)`` of one split, as int64 arrays in row order."""
+    if hasattr(data, "histories") and hasattr(data, "targets"):  # training.data.RecommendationData
+        histories, targets = data.histories[split], data.targets[split]
+        lengths = np.fromiter(map(len, histories), dtype=np.int64, count=len(histories))
+        items = np.fromiter(itertools.chain.from_iterable(histories), dtype=np.int64, count=int(lengths.sum()))
+        return lengths, items, np.asarray(targets, dtype=np.int64).reshape(-1)
+    sequences = getattr(data, "sequences", data)  # a Benchmark or its DatasetDict
+    table = sequences[split].with_format("arrow")[:]
+    history = table.column("history").combine_chunks()
+    lengths = history.value_lengths().to_numpy(zero_copy_only=False).astype(np.int64)
+    items = history.flatten().to_numpy(zero_copy_only=False).astype(np.int64)
+    return lengths, items, table.column("target").to_numpy().astype(np.int64)
+
+
+def split_fingerprint(benchmark_or_sequences) -> str:
+    """``"sha256:<hex>"`` over the ``train`` / ``validation`` / ``test`` histories and targets.
+
+    Accepts a :class:`~lamar_hf.data.Benchmark`, its ``sequences`` ``DatasetDict`` or a
+    :class:`lamar_hf.training.data.RecommendationData`; all three give the same value for the same splits. The
+    serialisation, per split in that order: the line ``"<split> <rows>\\n"``, then the rows' history lengths, their
+    concatenated histories and their targets, each as little-endian int64 in row order. User ids are not part of it.
+    """
+    digest = hashlib.sha256()
+    for split in SEQUENCE_SPLITS:
+        lengths, items, targets = split_arrays(benchmark_or_sequences, split)
+        digest.update(f"{split} {len(targets)}\n".encode())
+        for array in (lengths, items, targets):
+            digest.update(array.astype("<i8").tobytes())
+    return f"sha256:{digest.hexdigest()}"

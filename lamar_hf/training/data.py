@@ -53,7 +53,10 @@ class RecommendationData:
             table = benchmark.sequences[split].with_format("arrow")[:]
             histories[split] = table.column("history").to_pylist()
             targets[split] = table.column("target").to_pylist()
-        return cls(benchmark.name, benchmark.num_items, histories, targets, revision, dict(getattr(benchmark, "source", {}) or {}))
+        from lamar_hf.data import split_fingerprint  # the caller has a Benchmark, so datasets is installed
+
+        source = {**(getattr(benchmark, "source", {}) or {}), "split_fingerprint": split_fingerprint(benchmark)}
+        return cls(benchmark.name, benchmark.num_items, histories, targets, revision, source)
 
     def training_sequences(self) -> list[list[int]]:
         """Each user's training sequence (the ``train`` history followed by its target)."""
