@@ -22,7 +22,7 @@ from hub_server import Blob, HubServer
 
 from lamar_hf.cli import main as lamar
 from lamar_hf.data import DataError, load_prepared, read_amazon2023, split_fingerprint
-from lamar_hf.data.amazon2023 import HUB_REPO, meta_file, release_files, reviews_file, split_file
+from lamar_hf.data.amazon2023 import HUB_REPO, TEST_FROM, VALIDATION_FROM, meta_file, release_files, reviews_file, split_file
 
 CATEGORY = "All_Beauty"
 ROOT = Path(__file__).resolve().parents[1]
@@ -40,6 +40,31 @@ SEQUENCES = {
 }
 # What read_amazon2023 must number: users by first review, items by first appearance along those sequences.
 EXPECTED_ITEM_IDS = {"B": 1, "A": 2, "D": 3, "C": 4, "E": 5}
+LATE = TEST_FROM + 10**9  # after every other review
+
+
+def default_times(user: str, rank: int) -> list[int]:
+    """All before the release's validation time; U5 reviews its 2nd and 3rd items in the same millisecond."""
+    times = [T0 + 1000 * rank + 10 * position for position in range(5)]
+    if user == "U5":
+        times[2] = times[1]
+    return times
+
+
+# Times around the release's two split times: U1 only trains, U3 has no train interaction (and its first one, with
+# nothing before it, cannot be predicted), U5 keeps its tie.
+V, T = VALIDATION_FROM, TEST_FROM
+TIMESTAMP_TIMES = {
+    "U2": [V - 5000, V - 4000, V + 10, T + 5, T + 6],
+    "U1": [V - 9000, V - 8000, V - 7000, V - 6000, V - 5500],
+    "U3": [V + 100, V + 200, T + 1, T + 2, T + 3],
+    "U5": [V - 3000, V - 2000, V - 2000, T + 50, T + 60],
+    "U4": [V - 100, V + 300, V + 400, V + 500, T + 100],
+}
+
+
+def timestamp_times(user: str, rank: int) -> list[int]:
+    return TIMESTAMP_TIMES[user]
 
 
 def review(user: str, item: str, time: int, rating: float = 5.0, asin: str | None = None) -> dict:
@@ -51,19 +76,17 @@ def review(user: str, item: str, time: int, rating: float = 5.0, asin: str | Non
     }
 
 
-def review_lines() -> list[dict]:
+def review_lines(times_of=default_times) -> list[dict]:
     """Reviews in file order: users appear first in the order of SEQUENCES; within a user, lines are not sorted."""
     lines = []
     for rank, (user, items) in enumerate(SEQUENCES.items()):
-        times = {item: T0 + 1000 * rank + 10 * position for position, item in enumerate(items)}
-        if user == "U5":  # C and E at the same millisecond: C's line comes first, so C goes first
-            times["E"] = times["C"]
-        order = list(items) if user == "U5" else list(items[1:] + items[:1])  # lines not in time order
+        times = dict(zip(items, times_of(user, rank)))
+        order = list(items) if user == "U5" else list(items[1:] + items[:1])  # U5: its tie is broken by file order
         lines += [review(user, item, times[item], asin=f"{ITEMS[item]}-v2" if item == "D" else None) for item in order]
     lines.insert(3, review("U6", "A", T0 - 5))  # a user with two reviews: below 5-core
     lines.append(review("U6", "B", T0 + 99_000))
     lines.append(review("U1", "F", T0 + 98_000))  # an item with one review: below 5-core
-    lines.append(review("U3", "C", T0 + 97_000, rating=1.0))  # a later second review of C: the earlier one counts
+    lines.append(review("U3", "C", LATE, rating=1.0))  # a later second review of C: the earlier one counts
     return lines
 
 
@@ -90,18 +113,19 @@ def meta_lines() -> list[dict]:
     ]
 
 
-def split_rows() -> dict[str, list[str]]:
-    """The ``last_out_w_his`` files as the release's ``last_out_split.py`` writes them (plus the header it has on the Hub)."""
+def split_rows(kind: str, times_of=default_times) -> dict[str, list[str]]:
+    """The ``<kind>_w_his`` files as the release's ``last_out_split.py`` / ``timestamp_split.py`` write them (plus the
+    header the files have on the Hub)."""
     rows = {"train": [], "valid": [], "test": []}
     for rank, (user, items) in enumerate(SEQUENCES.items()):
-        times = [T0 + 1000 * rank + 10 * position for position in range(len(items))]
-        if user == "U5":
-            times[2] = times[1]
-        asins = [ITEMS[item] for item in items]
+        times, asins = times_of(user, rank), [ITEMS[item] for item in items]
         line = lambda i: f"{USERS[user]},{asins[i]},5.0,{times[i]},{' '.join(asins[:i])}"  # noqa: E731
-        rows["test"].append(line(len(asins) - 1))
-        rows["valid"].append(line(len(asins) - 2))
-        rows["train"] += [line(i) for i in range(len(asins) - 2)]
+        for i in range(len(asins)):
+            if kind == "last_out":
+                split = "test" if i == len(asins) - 1 else "valid" if i == len(asins) - 2 else "train"
+            else:
+                split = "test" if times[i] >= TEST_FROM else "valid" if times[i] >= VALIDATION_FROM else "train"
+            rows[split].append(line(i))
     return rows
 
 
@@ -114,10 +138,14 @@ def write_release(root: Path, files: dict[str, bytes] | None = None) -> Path:
     return root
 
 
-def release_contents() -> dict[str, bytes]:
+def release_contents(times_of=default_times) -> dict[str, bytes]:
     header = "user_id,parent_asin,rating,timestamp,history\n"
-    contents = {split_file(CATEGORY, split): (header + "\n".join(lines) + "\n").encode() for split, lines in split_rows().items()}
-    contents[reviews_file(CATEGORY)] = "".join(json.dumps(line) + "\n" for line in review_lines()).encode()
+    contents = {
+        split_file(CATEGORY, split, kind=kind): (header + "".join(line + "\n" for line in lines)).encode()
+        for kind in ("last_out", "timestamp")
+        for split, lines in split_rows(kind, times_of).items()
+    }
+    contents[reviews_file(CATEGORY)] = "".join(json.dumps(line) + "\n" for line in review_lines(times_of)).encode()
     contents[meta_file(CATEGORY)] = "".join(json.dumps(line) + "\n" for line in meta_lines()).encode()
     return contents
 
@@ -160,6 +188,38 @@ def test_sequences_rebuilt_from_the_reviews_equal_the_published_split(tmp_path):
     assert sequences_of(rebuilt) == sequences_of(published)
     assert rebuilt.items.to_list() == published.items.to_list()
     assert split_fingerprint(rebuilt) == split_fingerprint(published)
+
+
+def test_timestamp_split_gives_the_expected_rows(tmp_path):
+    root = write_release(tmp_path, release_contents(timestamp_times))
+    benchmark = read_amazon2023(root, CATEGORY, split="timestamp")
+    # Users with a train interaction first (U2, U1, U5, U4 in order of first review), then U3; items as before.
+    assert sequences_of(benchmark) == {
+        "train": {"user_id": [1, 2, 3, 4], "history": [[1], [2, 1, 4, 3], [2, 4], []], "target": [2, 5, 5, 5]},
+        "validation": {"user_id": [1, 4, 4, 4, 5], "history": [[1, 2], [5], [5, 3], [5, 3, 4], [4]], "target": [3, 3, 4, 1, 3]},
+        "test": {
+            "user_id": [1, 1, 3, 3, 4, 5, 5, 5],
+            "history": [[1, 2, 3], [1, 2, 3, 4], [2, 4, 5], [2, 4, 5, 1], [5, 3, 4, 1], [4, 3], [4, 3, 5], [4, 3, 5, 2]],
+            "target": [4, 5, 1, 3, 2, 5, 2, 1],
+        },
+    }
+    stats = benchmark.statistics()
+    assert (stats["users"], stats["items"], stats["interactions"], stats["train_interactions"]) == (5, 5, 25, 11)
+    assert benchmark.source["split"] == "timestamp"
+    rebuilt = read_amazon2023(root, CATEGORY, split="timestamp", from_reviews=True)
+    assert sequences_of(rebuilt) == sequences_of(benchmark)
+    # The same interactions split leave-one-out: users in order of first review, as always under last_out.
+    assert read_amazon2023(root, CATEGORY).sequences["test"]["target"] == [5, 5, 1, 3, 2]
+
+
+def test_timestamp_row_in_the_wrong_period_is_named(tmp_path):
+    contents = release_contents(timestamp_times)
+    path = split_file(CATEGORY, "valid", kind="timestamp")
+    lines = contents[path].decode().splitlines()
+    moved = lines[1].replace(f",{V + 10},", f",{T + 10},")
+    root = write_release(tmp_path, corrupt(contents, path, 2, moved))
+    with pytest.raises(DataError, match=rf"All_Beauty\.valid\.csv:2: timestamp {T + 10} lies outside the valid period"):
+        read_amazon2023(root, CATEGORY, split="timestamp")
 
 
 def corrupt(contents: dict[str, bytes], path: str, line: int, text: str) -> dict[str, bytes]:

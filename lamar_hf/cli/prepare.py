@@ -42,9 +42,15 @@ def add_parser(subparsers) -> None:
         help="amazon2014 and amazon2023 --from-reviews: k of the k-core filter; amazon2023: which published split (5 or 0)",
     )
     parser.add_argument(
+        "--split",
+        choices=("last_out", "timestamp"),
+        default="last_out",
+        help="amazon2023 only: the release's leave-one-out split (last_out, default) or its split at two absolute times",
+    )
+    parser.add_argument(
         "--from-reviews",
         action="store_true",
-        help="amazon2023 only: rebuild the sequences from the reviews file instead of reading the published last_out split",
+        help="amazon2023 only: rebuild the sequences from the reviews file instead of reading the published split files",
     )
     parser.add_argument("--revision", help="amazon2023 download only: the Hub revision (branch, tag or commit)")
     parser.add_argument("--name", help="benchmark name (default: from the folder)")
@@ -80,11 +86,13 @@ def run(args) -> int:
     if args.source == "amazon2014":
         options.update(category=args.category, k=args.k_core)
     if args.source == "amazon2023":
-        options.update(category=args.category, k=args.k_core, from_reviews=args.from_reviews)
+        options.update(category=args.category, split=args.split, k=args.k_core, from_reviews=args.from_reviews)
     started = time.perf_counter()
     path = args.path
     if path is None:
-        path = download_amazon2023(args.category, revision=args.revision, from_reviews=args.from_reviews, k=args.k_core)
+        path = download_amazon2023(
+            args.category, revision=args.revision, split=args.split, from_reviews=args.from_reviews, k=args.k_core
+        )
     with tqdm(total=2, desc="prepare", unit="step") as progress:
         progress.set_postfix_str(f"reading {path}")
         benchmark = prepare(args.source, path, **options)

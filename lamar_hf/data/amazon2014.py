@@ -83,8 +83,9 @@ def k_core(reviews: list[tuple[str, str, int]], k: int) -> list[tuple[str, str, 
         reviews = kept
 
 
-def number_sequences(reviews: list[tuple[str, str, int]]) -> tuple[dict[int, list[int]], dict[str, int]]:
-    """``(user, item, time)`` reviews in file order → chronological ``{user_id: [item_id, ...]}`` and ``{item: item_id}``.
+def number_sequences(reviews: list[tuple[str, str, int]]) -> tuple[dict[int, list[int]], dict[str, int], dict[int, list[int]]]:
+    """``(user, item, time)`` reviews in file order → chronological ``{user_id: [item_id, ...]}``, ``{item: item_id}``
+    and the times of each user's sequence, ``{user_id: [time, ...]}``.
 
     Users are numbered 1..U by their first review line, items 1..N by first appearance when walking the users in that
     order through their sequences; ties in time keep the order of the lines (the P5/S3Rec numbering).
@@ -94,10 +95,12 @@ def number_sequences(reviews: list[tuple[str, str, int]]) -> tuple[dict[int, lis
         by_user[user].append((time, line_order, item))
     item_ids: dict[str, int] = {}
     sequences: dict[int, list[int]] = {}
+    times: dict[int, list[int]] = {}
     for user_id, user in enumerate(by_user, start=1):
         chronological = sorted(by_user[user])  # (time, line order): ties keep file order
         sequences[user_id] = [item_ids.setdefault(item, len(item_ids) + 1) for _, _, item in chronological]
-    return sequences, item_ids
+        times[user_id] = [time for time, _, _ in chronological]
+    return sequences, item_ids, times
 
 
 def read_meta(path: Path, wanted: set[str]) -> dict[str, dict]:
@@ -136,7 +139,7 @@ def read_amazon2014(path, category: str | None = None, k: int = 5, name: str | N
     reviews = k_core(read_reviews(reviews_path), k)
     if not reviews:
         raise DataError(f"no review survives {k}-core filtering", reviews_path)
-    sequences, item_ids = number_sequences(reviews)
+    sequences, item_ids, _ = number_sequences(reviews)
     meta = read_meta(meta_path, set(item_ids))
     rows = []
     for asin, item_id in item_ids.items():

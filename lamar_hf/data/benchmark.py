@@ -14,7 +14,7 @@ from datasets.utils import disable_progress_bars, enable_progress_bars, are_prog
 
 from .errors import DataError
 from .schema import ITEM_FEATURES, METADATA_FIELDS, SEQUENCE_FEATURES, SEQUENCE_SPLITS
-from .splits import split_fingerprint
+from .splits import split_fingerprint, user_sequences
 
 MANIFEST = "lamar_prepare.json"
 
@@ -44,7 +44,7 @@ class Benchmark:
 
     @property
     def num_users(self) -> int:
-        return len(self.sequences["test"])
+        return len(user_sequences(self.sequences))
 
     def configs(self) -> dict[str, DatasetDict]:
         """Every config as a ``DatasetDict`` (``items`` and ``signals`` have the single split ``train``)."""
@@ -55,8 +55,7 @@ class Benchmark:
 
     def statistics(self) -> dict:
         """Users, items, interactions, mean sequence length, density and metadata coverage per field."""
-        test = self.sequences["test"].with_format("arrow")
-        lengths = [len(history) + 1 for history in test["history"].to_pylist()]
+        lengths = [len(sequence) for sequence in user_sequences(self.sequences).values()]
         interactions = sum(lengths)
         users, items = len(lengths), self.num_items
         coverage = {}

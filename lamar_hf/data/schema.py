@@ -5,7 +5,9 @@
   ``user_id``, ``history`` (items in chronological order) and ``target`` (the next item):
   ``test`` predicts a user's last item from all before it, ``validation`` the one before from the
   items before that, and ``train`` the third-to-last item from the rest, so that
-  ``history + [target]`` of the ``train`` split is exactly the user's training sequence.
+  ``history + [target]`` of the ``train`` split is exactly the user's training sequence. The Amazon Reviews 2023
+  ``timestamp`` split (:func:`lamar_hf.data.splits.timestamp_split`) keeps that ``train`` row but has one
+  ``validation`` / ``test`` row per interaction of those periods; its ``source["split"]`` says so.
 """
 
 from datasets import Features, List, Value

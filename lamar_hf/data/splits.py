@@ -41,10 +41,47 @@ def leave_one_out(sequences: Mapping[int, Sequence[int]], source=None) -> Datase
     )
 
 
+def timestamp_split(
+    sequences: Mapping[int, Sequence[int]], times: Mapping[int, Sequence[int]], validation_from: int, test_from: int
+) -> DatasetDict:
+    """Split chronological user sequences at two absolute times (the ``timestamp`` split of Amazon Reviews 2023).
+
+    ``train`` has one row per user with interactions before ``validation_from``, whose ``history + [target]`` is that
+    part of the sequence (as under :func:`leave_one_out`). ``validation`` has one row per interaction at
+    ``validation_from <= time < test_from`` and ``test`` one per interaction from ``test_from`` on, each predicted
+    from all of the user's earlier items; an interaction with no earlier item has nothing to predict from and is left
+    out. A user may thus have several ``validation`` / ``test`` rows, or none.
+    """
+    columns = {split: {"user_id": [], "history": [], "target": []} for split in SEQUENCE_SPLITS}
+
+    def add(split: str, user_id: int, items: Sequence[int], position: int) -> None:
+        columns[split]["user_id"].append(user_id)
+        columns[split]["history"].append(list(items[:position]))
+        columns[split]["target"].append(items[position])
+
+    for user_id, items in sequences.items():
+        stamps = times[user_id]
+        before = sum(1 for time in stamps if time < validation_from)
+        if before:
+            add("train", user_id, items, before - 1)
+        for position in range(max(before, 1), len(items)):
+            add("validation" if stamps[position] < test_from else "test", user_id, items, position)
+    return DatasetDict(
+        {split: Dataset.from_dict(values, features=SEQUENCE_FEATURES, split=split) for split, values in columns.items()}
+    )
+
+
 def user_sequences(sequences: DatasetDict) -> dict[int, list[int]]:
-    """Rebuild each user's full chronological sequence from the ``test`` split (history + target)."""
-    test = sequences["test"]
-    return {user: history + [target] for user, history, target in zip(test["user_id"], test["history"], test["target"])}
+    """Rebuild each user's full chronological sequence: the longest ``history + [target]`` among the user's rows of
+    the three splits (under :func:`leave_one_out`, the ``test`` row). Users come in the order of ``test``, then of the
+    other splits."""
+    full: dict[int, list[int]] = {}
+    for split in ("test", "validation", "train"):
+        rows = sequences[split].with_format("arrow")[:]
+        for user, history, target in zip(*(rows.column(name).to_pylist() for name in ("user_id", "history", "target"))):
+            if len(history) + 1 > len(full.get(user, ())):
+                full[user] = history + [target]
+    return full
 
 
 def split_arrays(data, split: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
