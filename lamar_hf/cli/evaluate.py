@@ -31,14 +31,13 @@ def run(args) -> int:
         raise UserError(f"--cutoffs must be comma-separated integers, got {args.cutoffs!r}") from None
     if args.split not in ("validation", "test"):
         raise UserError(f"unknown split {args.split!r}; choose validation or test")
-    from transformers import AutoModel
-
-    import lamar_hf.models  # noqa: F401  (registers the recommenders with AutoModel)
+    from lamar_hf.hub.loading import load_recommender
     from lamar_hf.training import RecommendationData, evaluate_recommender
     from lamar_hf.training.run import load_benchmark
 
+    # The model first: a bad --model is reported before the benchmark is read.
+    model = load_recommender(args.model, trust_remote_code=args.trust_remote_code)
     data = RecommendationData.from_benchmark(load_benchmark(args.dataset, args.dataset_revision), args.dataset_revision)
-    model = AutoModel.from_pretrained(args.model, trust_remote_code=args.trust_remote_code)
     metrics = evaluate_recommender(model, data, args.split, batch_size=args.batch_size, cutoffs=cutoffs)
     print(json.dumps({"model": args.model, "dataset": args.dataset, "split": args.split,
                       "users": len(data.targets[args.split]), "metrics": metrics}))

@@ -8,10 +8,17 @@ All three are Jinja templates rendered by ``huggingface_hub``'s ``RepoCard.from_
 from __future__ import annotations
 
 import json
+import logging
 import math
 from pathlib import Path
 
 from huggingface_hub import DatasetCard, DatasetCardData, EvalResult, ModelCard, ModelCardData
+from huggingface_hub.errors import HFValidationError
+from huggingface_hub.utils import validate_repo_id
+
+from .loading import is_local_path
+
+logger = logging.getLogger(__name__)
 
 DATASET_CARDS_DIR = Path(__file__).resolve().parents[2] / "dataset_cards"
 ENRICHED_DATASET_TEMPLATE = DATASET_CARDS_DIR / "enriched_dataset.md"
@@ -44,6 +51,11 @@ BACKBONE_DESCRIPTIONS = {
 }
 ADAPTER_TAGS = ["lora", "peft", "lamar", "semantic-signals", "text-generation"]
 
+# Hub task ids (huggingface.js pipelines.ts): the Hub has no recommendation task, so the model-index says "other"
+# and names the task in words.
+RECOMMENDATION_TASK = "other"
+DATASET_TASKS = ["text-generation", "feature-extraction"]
+
 # Trainer bookkeeping that is not an evaluation result.
 NOT_METRICS = {"runtime", "samples_per_second", "steps_per_second", "epoch"}
 
@@ -56,6 +68,22 @@ def upstream_source(benchmark_name: str) -> dict:
     if benchmark_name.startswith("amazon_"):
         return sources["amazon_2014"]
     return sources["default"]
+
+
+def hub_dataset_id(dataset: str | None) -> str | None:
+    """``dataset`` when it can be a Hub dataset id; ``None`` for a local path (cards name datasets by Hub id only)."""
+    if not dataset:
+        return None
+    try:
+        validate_repo_id(dataset)
+        valid = not is_local_path(dataset)
+    except HFValidationError:
+        valid = False
+    if not valid:
+        logger.warning("%s is a local path, not a Hub dataset id: the card does not name it (give the Hub id, "
+                       "--dataset ORG/NAME)", dataset)
+        return None
+    return dataset
 
 
 def size_category(rows: int) -> str:
@@ -109,11 +137,13 @@ def dataset_card(
     changelog: list[dict],
     dataset_info_yaml: list[dict],
     license: str | None = None,
+    split_fingerprint: str | None = None,
 ) -> DatasetCard:
     """Render the enriched-dataset card.
 
     ``configs`` maps each config to its splits, each ``{"path": ..., "rows": ..., "columns": [...]}``;
-    ``signals`` maps each signal column to what it says; ``generation`` the provenance settings.
+    ``signals`` maps each signal column to what it says; ``generation`` the provenance settings;
+    ``split_fingerprint`` (``sha256:<hex>`` over the three sequence splits, when the benchmark records it).
     """
     upstream = upstream_source(benchmark_name)
     pretty_name = pretty_name or f"{upstream.get('pretty_name', benchmark_name)} enriched with LaMAR semantic signals"
@@ -124,7 +154,7 @@ def dataset_card(
         license_name=None if license else upstream.get("license_name"),
         license_link=None if license else upstream.get("license_link"),
         language=upstream.get("language", ["en"]),
-        task_categories=["text-generation", "feature-extraction"],
+        task_categories=DATASET_TASKS,
         size_categories=[size_category(max_rows)],
         source_datasets=upstream["source_datasets"],
         annotations_creators=["machine-generated"],
@@ -158,6 +188,7 @@ def dataset_card(
             for split, info in splits.items()
         ],
         statistics=statistics,
+        split_fingerprint=split_fingerprint,
         generation_rows=[{"name": table_cell(name), "value": table_cell(value)} for name, value in generation.items()],
         status_rows=[{"status": status, "count": count} for status, count in status_counts.items()],
         analysis_header=header,
@@ -223,15 +254,21 @@ def model_card(
     dataset_revision: str | None,
     changelog: list[dict],
     license: str = "apache-2.0",
+    split_fingerprint: str | None = None,
 ) -> ModelCard:
-    """Render the card of a recommender: ``model-index`` carries its evaluation results."""
+    """Render the card of a recommender: ``model-index`` carries its evaluation results.
+
+    ``dataset`` must be a Hub dataset id (see :func:`hub_dataset_id`); without one the results are shown in the
+    text only, since a ``model-index`` entry names its dataset. ``split_fingerprint`` identifies the sequence
+    splits the model was trained and evaluated on.
+    """
     card_data = ModelCardData(
         model_name=repo_id.split("/")[-1],
         library_name="transformers",
         license=license,
         tags=MODEL_TAGS + [model_type.removeprefix("lamar_")],
         datasets=[dataset] if dataset else None,
-        eval_results=results or None,
+        eval_results=(results or None) if dataset else None,
     )
     return ModelCard.from_template(
         card_data,
@@ -248,6 +285,7 @@ def model_card(
         results=[{"split": r.dataset_split, "metric": r.metric_name, "value": table_cell(r.metric_value)} for r in results],
         dataset=dataset,
         dataset_revision=dataset_revision,
+        split_fingerprint=split_fingerprint,
         lamar_citation=LAMAR_CITATION,
         changelog=changelog,
     )
@@ -266,7 +304,8 @@ def adapter_card(
     changelog: list[dict],
     license: str = "apache-2.0",
 ) -> ModelCard:
-    """Render the card of a LoRA signal-generator adapter (``library_name: peft``, ``base_model``)."""
+    """Render the card of a LoRA signal-generator adapter (``library_name: peft``, ``base_model``); ``dataset`` is a Hub
+    dataset id or ``None``, as for :func:`model_card`."""
     card_data = ModelCardData(
         model_name=repo_id.split("/")[-1],
         library_name="peft",
@@ -275,7 +314,7 @@ def adapter_card(
         license=license,
         tags=ADAPTER_TAGS,
         datasets=[dataset] if dataset else None,
-        eval_results=results or None,
+        eval_results=(results or None) if dataset else None,
     )
     shown = ("peft_type", "task_type", "r", "lora_alpha", "lora_dropout", "target_modules", "bias")
     return ModelCard.from_template(

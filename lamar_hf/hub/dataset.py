@@ -12,10 +12,15 @@ from huggingface_hub import DatasetCardData, HfApi
 
 from .. import __version__
 from ..data import Benchmark, load_prepared
+from ..data.benchmark import MANIFEST as PREPARE_MANIFEST
+from ..data.benchmark import parquet_path
+from ..text_embeddings import USABLE_SIGNAL_STATUSES
 from . import cards
 from .release import MANIFEST, PublishError, PublishResult, Release, RepoHistory, publish
 
 SIGNALS_CONFIG = "signals"
+# The least share of signal rows with a usable answer (status ok / retried) that is published by default.
+DEFAULT_MIN_VALIDITY = 0.9
 
 def is_row_key(column: str) -> bool:
     """Columns of the signals config that are neither a signal nor provenance: the id and the row status."""
@@ -39,9 +44,11 @@ def signal_columns(signals: Dataset, requested: list[str] | None = None) -> list
     return names
 
 
-def check_signals(benchmark: Benchmark) -> Dataset:
-    """The benchmark's ``signals`` config, checked against its items; errors name the file and field."""
-    where = f"{SIGNALS_CONFIG}/train-00000-of-00001.parquet"
+def check_signals(benchmark: Benchmark, min_validity: float = DEFAULT_MIN_VALIDITY, where: str | Path | None = None) -> Dataset:
+    """The benchmark's ``signals`` config, checked against its items: one row per item (every item, none twice,
+    no unknown id) and at least ``min_validity`` of the rows usable (status ok / retried). Errors name the file
+    (``where``, default the config's path in the repository), the field and the counts."""
+    where = where or parquet_name(SIGNALS_CONFIG, "train")
     if benchmark.signals is None:
         raise PublishError(f"{benchmark.name}: no {where}; enrich the benchmark first (lamar enrich)")
     signals = benchmark.signals
@@ -54,7 +61,37 @@ def check_signals(benchmark: Benchmark) -> Dataset:
     unknown = [item for item in ids if item is None or not 1 <= item <= benchmark.num_items]
     if unknown:
         raise PublishError(f"{where}: field 'item_id' holds {unknown[0]}, not an item of {benchmark.name} (1..{benchmark.num_items})")
+    if len(ids) != benchmark.num_items:
+        missing = sorted(set(range(1, benchmark.num_items + 1)) - set(ids))
+        raise PublishError(
+            f"{where}: {len(ids):,} signal rows for the {benchmark.num_items:,} items of {benchmark.name} "
+            f"({len(missing):,} items have none, e.g. item_id {missing[0]}); the signals config must have one row per "
+            "item: enrich every item (lamar enrich without --limit) before publishing"
+        )
+    if "status" not in signals.column_names:
+        raise PublishError(f"{where}: missing field 'status', so the validity of the signals is unknown")
+    usable = sum(1 for status in signals["status"] if status in USABLE_SIGNAL_STATUSES)
+    if usable < min_validity * len(ids):
+        raise PublishError(
+            f"{where}: only {usable:,} of {len(ids):,} signal rows are valid (status {' / '.join(USABLE_SIGNAL_STATUSES)}), "
+            f"validity {usable / len(ids):.1%} < {min_validity:.0%}; regenerate the failed rows, or lower the "
+            "threshold with --min-validity"
+        )
     return signals
+
+
+def recorded_split_fingerprint(prepared: Benchmark | str | Path, benchmark: Benchmark) -> str | None:
+    """The ``split_fingerprint`` that ``lamar prepare`` wrote into the folder's ``lamar_prepare.json`` (or that a
+    ``Benchmark``'s ``source`` carries), or ``None`` when it was not recorded."""
+    manifest_path = None if isinstance(prepared, Benchmark) else Path(prepared) / PREPARE_MANIFEST
+    if manifest_path is not None and manifest_path.is_file():
+        try:
+            fingerprint = json.loads(manifest_path.read_text(encoding="utf-8")).get("split_fingerprint")
+        except (json.JSONDecodeError, AttributeError) as error:
+            raise PublishError(f"{manifest_path}: not a valid JSON object ({error})") from None
+        if fingerprint:
+            return fingerprint
+    return benchmark.source.get("split_fingerprint")
 
 
 def provenance_summary(signals: Dataset, signal_names: list[str]) -> dict[str, str]:
@@ -99,9 +136,14 @@ def write_dataset_tree(
     provenance: dict | None = None,
     pretty_name: str | None = None,
     license: str | None = None,
+    min_validity: float = DEFAULT_MIN_VALIDITY,
+    split_fingerprint: str | None = None,
 ) -> None:
-    """Write the repository tree of an enriched benchmark: every config as parquet, README.md, the manifest."""
-    check_signals(benchmark)
+    """Write the repository tree of an enriched benchmark: every config as parquet, README.md, the manifest.
+
+    The card and the manifest state ``split_fingerprint`` (default: the one the benchmark's ``source`` carries)."""
+    split_fingerprint = split_fingerprint or benchmark.source.get("split_fingerprint")
+    check_signals(benchmark, min_validity)
     configs = benchmark.configs()
     names = signal_columns(benchmark.signals, signals)
     layout = {}
@@ -135,6 +177,7 @@ def write_dataset_tree(
         changelog=changelog,
         dataset_info_yaml=dataset_infos(configs),
         license=license,
+        split_fingerprint=split_fingerprint,
     )
     card.save(stage / "README.md")
     manifest = release.manifest(
@@ -143,6 +186,7 @@ def write_dataset_tree(
         benchmark=benchmark.name,
         source={**benchmark.source, "files": [Path(f).name for f in benchmark.source.get("files", [])]},
         statistics=statistics,
+        split_fingerprint=split_fingerprint,
         signals={"columns": names, "status": status, "provenance": generation},
         analysis=analysis,
     )
@@ -161,6 +205,7 @@ def publish_dataset(
     provenance: dict | None = None,
     pretty_name: str | None = None,
     license: str | None = None,
+    min_validity: float = DEFAULT_MIN_VALIDITY,
     dry_run: str | Path | None = None,
     api: HfApi | None = None,
 ) -> PublishResult:
@@ -169,17 +214,24 @@ def publish_dataset(
     ``prepared`` is a :class:`~lamar_hf.data.Benchmark` with signals, or a prepared folder holding
     ``signals/train-00000-of-00001.parquet``. ``analysis`` holds the signal-analysis figures for the
     card (``{signal: {figure: value}}``); ``provenance`` adds generation settings to the ones read from
-    the signals' provenance columns. The version is refused if it is already tagged (nothing is pushed).
-    With ``dry_run``, the exact repository tree is written to that folder instead.
+    the signals' provenance columns. A signals config without one row per item, or with less than
+    ``min_validity`` of its rows valid, is refused (:func:`check_signals`). The version is refused if it is
+    already tagged (nothing is pushed). With ``dry_run``, the exact repository tree is written to that folder instead.
+    The card states the split fingerprint recorded in the folder's ``lamar_prepare.json``, when there is one.
     """
     release = Release(repo_id, "dataset", version, changes)
+    if not 0.0 <= min_validity <= 1.0:
+        raise PublishError(f"the least validity must be a share between 0 and 1, got {min_validity}")
     benchmark = prepared if isinstance(prepared, Benchmark) else load_prepared(prepared)
-    signal_columns(check_signals(benchmark), signals)  # bad input fails before the Hub is asked
+    where = None if isinstance(prepared, Benchmark) else parquet_path(Path(prepared), SIGNALS_CONFIG, "train")
+    signal_columns(check_signals(benchmark, min_validity, where), signals)  # bad input fails before the Hub is asked
+    split_fingerprint = recorded_split_fingerprint(prepared, benchmark)
 
     def build(stage: Path, history: RepoHistory) -> None:
         write_dataset_tree(
             stage, benchmark, release, history, signals=signals, signal_descriptions=signal_descriptions,
             analysis=analysis, provenance=provenance, pretty_name=pretty_name, license=license,
+            min_validity=min_validity, split_fingerprint=split_fingerprint,
         )
 
     return publish(release, build, dry_run=dry_run, api=api)

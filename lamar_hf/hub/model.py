@@ -14,6 +14,7 @@ from huggingface_hub import EvalResult, HfApi, ModelCard
 
 from .. import __version__
 from . import cards
+from .loading import ModelLoadError, check_model_weights
 from .release import MANIFEST, REPO_ID_PATTERN, PublishError, PublishResult, Release, RepoHistory, publish
 
 logger = logging.getLogger(__name__)
@@ -29,9 +30,14 @@ GENERIC_CONFIG_KEYS = {"architectures", "auto_map", "model_type", "torch_dtype",
 
 
 def copy_release_files(folder: Path, stage: Path) -> None:
-    """Copy the top-level files of a saved model folder, leaving out checkpoints and trainer state."""
+    """Copy the top-level files of a saved model folder, leaving out checkpoints and trainer state; its weights
+    must read (a truncated or corrupt ``*.safetensors`` is refused by its path)."""
     if not folder.is_dir():
         raise PublishError(f"model folder not found: {folder}")
+    try:
+        check_model_weights(folder)
+    except ModelLoadError as error:
+        raise PublishError(str(error)) from None
     skipped = []
     for path in sorted(folder.iterdir()):
         if path.is_file() and not TRAINING_LEFTOVERS.fullmatch(path.name):
@@ -97,6 +103,20 @@ def eval_results_from_card(folder: Path) -> list[EvalResult]:
         return []
 
 
+def split_fingerprint_from_results(folder: Path) -> str | None:
+    """The ``split_fingerprint`` that ``results.json`` of a training run records (top level or in its data
+    ``source``), or ``None``."""
+    path = folder / "results.json"
+    if not path.is_file():
+        return None
+    try:
+        results = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as error:
+        raise PublishError(f"{path}: not valid JSON ({error})") from None
+    source = results.get("source") if isinstance(results.get("source"), dict) else {}
+    return results.get("split_fingerprint") or source.get("split_fingerprint")
+
+
 def config_summary(config: dict) -> dict:
     """The model's own hyper-parameters (scalars and short lists) for the card."""
     return {
@@ -116,11 +136,13 @@ def write_model_tree(
     dataset: str | None = None,
     dataset_revision: str | None = None,
     license: str = "apache-2.0",
+    split_fingerprint: str | None = None,
 ) -> None:
     """Write a recommender's repository tree: weights, config.json with ``auto_map``, its code, README.md, manifest.
 
     Without ``eval_results``, the results in the ``model-index`` of a card found in the model folder (as the
-    training script writes it) are carried over.
+    training script writes it) are carried over; without ``split_fingerprint``, the one its ``results.json``
+    records. A ``dataset`` that is a local path is left off the card (see :func:`cards.hub_dataset_id`).
     """
     folder = getattr(model, "name_or_path", None) or "model"
     carried: list[EvalResult] = []
@@ -128,6 +150,7 @@ def write_model_tree(
         folder = Path(model)
         copy_release_files(folder, stage)
         carried = [] if eval_results else eval_results_from_card(folder)
+        split_fingerprint = split_fingerprint or split_fingerprint_from_results(folder)
     else:
         model.save_pretrained(stage)
     config = read_config(stage, "config.json", folder)
@@ -140,9 +163,13 @@ def write_model_tree(
         eval_results = {}
         for result in carried:
             eval_results.setdefault(result.dataset_split or "test", {})[result.metric_type] = result.metric_value
+    dataset = cards.hub_dataset_id(dataset)
+    if eval_results and not dataset:
+        logger.warning("the evaluation results are shown in the card's text but not in its model-index, which needs "
+                       "the Hub id of the dataset (--dataset ORG/NAME)")
     results = cards.eval_results(
         eval_results,
-        task_type="sequential-recommendation",
+        task_type=cards.RECOMMENDATION_TASK,
         task_name="Sequential recommendation (next item, full ranking)",
         dataset_type=dataset or "unknown",
         dataset_name=dataset or "unknown",
@@ -154,11 +181,12 @@ def write_model_tree(
         model_type=config.get("model_type", "unknown"), config=config_summary(config),
         num_parameters=count_parameters(stage), results=results, dataset=dataset,
         dataset_revision=dataset_revision, changelog=release.changelog(history), license=license,
+        split_fingerprint=split_fingerprint,
     )
     card.save(stage / "README.md")
     manifest = release.manifest(
         "model", history, model_type=config.get("model_type"), dataset=dataset,
-        dataset_revision=dataset_revision, eval_results=eval_results,
+        dataset_revision=dataset_revision, split_fingerprint=split_fingerprint, eval_results=eval_results,
     )
     (stage / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
 
@@ -193,6 +221,7 @@ def write_adapter_tree(
     if config.get("base_model_name_or_path") != base_model:
         config["base_model_name_or_path"] = base_model  # so that AutoPeftModel finds the base on the Hub
         (stage / "adapter_config.json").write_text(json.dumps(config, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    dataset = cards.hub_dataset_id(dataset)
     results = cards.eval_results(
         eval_results, task_type="text-generation", task_name="Semantic signal generation",
         dataset_type=dataset or "unknown", dataset_name=dataset or "unknown", split="validation",
@@ -215,6 +244,7 @@ def publish_model(
     eval_results: dict | None = None,
     dataset: str | None = None,
     dataset_revision: str | None = None,
+    split_fingerprint: str | None = None,
     changes: str = "",
     license: str = "apache-2.0",
     dry_run: str | Path | None = None,
@@ -226,13 +256,15 @@ def publish_model(
     ``auto_map`` (and the folder the code it names) unless transformers knows its type, so that users load it with
     ``AutoModel.from_pretrained(repo_id, trust_remote_code=True, revision=version)``. ``eval_results``
     (``{metric: value}`` or ``{split: {metric: value}}``) go into the card's ``model-index``, measured on
-    ``dataset`` at ``dataset_revision``. An existing version is refused before anything is pushed.
+    ``dataset`` (a Hub dataset id; a local path is left off the card) at ``dataset_revision``. ``split_fingerprint``
+    (default: the one the folder's ``results.json`` records) is stated on the card. An existing version is refused
+    before anything is pushed.
     """
     release = Release(repo_id, "model", version, changes)
 
     def build(stage: Path, history: RepoHistory) -> None:
         write_model_tree(stage, model, release, history, eval_results=eval_results, dataset=dataset,
-                         dataset_revision=dataset_revision, license=license)
+                         dataset_revision=dataset_revision, license=license, split_fingerprint=split_fingerprint)
 
     return publish(release, build, dry_run=dry_run, api=api)
 
