@@ -10,6 +10,7 @@ data libraries.
 
 from __future__ import annotations
 
+import hashlib
 import importlib.util
 import json
 import logging
@@ -27,6 +28,8 @@ METADATA = "metadata"
 SIGNAL_KINDS = ("scenario", "intent", "topic")
 # Signal rows with these statuses hold a usable text (the generator marks failed rows otherwise).
 USABLE_SIGNAL_STATUSES = ("ok", "retried")
+# The layout of the embedding cache file (per-text vectors keyed by SHA-256); another value is rebuilt.
+CACHE_FORMAT = "per-text-sha256/1"
 
 
 def default_encoder_path() -> Path:
@@ -190,45 +193,129 @@ def load_text_embeddings(path, kinds: Iterable[str] | None = None) -> tuple[dict
 
 def texts_fingerprint(texts: Sequence[str]) -> str:
     """A short hash of a list of texts, to tell whether cached embeddings still match them."""
-    import hashlib
-
     digest = hashlib.sha256()
     for text in texts:
         digest.update(text.encode("utf-8") + b"\x00")
     return digest.hexdigest()[:16]
 
 
+def text_digest(text: str) -> bytes:
+    """The key of one text in the embedding cache: the SHA-256 of its UTF-8 bytes."""
+    return hashlib.sha256(text.encode("utf-8")).digest()
+
+
+def encoder_identity(encoder) -> str:
+    """The name under which an encoder's vectors are cached: the folder or model id it was given as (``None``: the
+    packaged all-MiniLM-L6-v2), or, for a loaded ``SentenceTransformer``, the folder or id its model came from."""
+    if encoder is None or isinstance(encoder, (str, Path)):
+        name = str(encoder or DEFAULT_ENCODER)
+    else:
+        module = encoder[0] if hasattr(encoder, "__getitem__") else None
+        name = getattr(getattr(module, "auto_model", None), "name_or_path", None)
+        if not name:
+            raise ValueError(f"cannot tell which model the encoder {type(encoder).__name__} is: pass its folder or model id")
+    # One folder has one name, however it was written.
+    return str(Path(name).resolve()) if Path(name).is_dir() else str(name)
+
+
+def read_embedding_cache(cache_path: Path, encoder_name: str) -> dict[bytes, np.ndarray]:
+    """``{text digest: vector}`` from a cache file of :func:`write_embedding_cache` made with ``encoder_name``.
+
+    A missing file, or one made by another encoder or an older lamar-hf, gives ``{}``; an unreadable one too,
+    with a warning (the cache is then rebuilt)."""
+    from safetensors import SafetensorError, safe_open
+
+    if not cache_path.is_file():
+        return {}
+    try:
+        with safe_open(str(cache_path), framework="numpy") as handle:
+            header = json.loads((handle.metadata() or {}).get("lamar", "{}"))
+            if header.get("format") != CACHE_FORMAT or header.get("encoder") != encoder_name:
+                logger.info("text-embedding cache %s was written by another encoder or lamar-hf version; rebuilding it",
+                            cache_path)
+                return {}
+            digests, vectors = handle.get_tensor("digests"), handle.get_tensor("vectors")
+        if digests.ndim != 2 or digests.shape[1] != 32 or vectors.ndim != 2 or len(digests) != len(vectors):
+            raise ValueError(f"digests {digests.shape} and vectors {vectors.shape} do not pair up")
+    except (SafetensorError, OSError, ValueError, KeyError, AttributeError) as error:
+        logger.warning("text-embedding cache %s is corrupt (%s); rebuilding it", cache_path, error)
+        return {}
+    return {bytes(digest): vector for digest, vector in zip(digests, vectors.astype(np.float32))}
+
+
+def write_embedding_cache(cache_path: Path, vectors: Mapping[bytes, np.ndarray], encoder_name: str) -> None:
+    """Write ``{text digest: vector}`` (float16) to ``cache_path`` atomically: a temporary file beside it, then
+    ``os.replace``, so readers see the old file or the new one, never a part."""
+    import tempfile
+
+    from safetensors.numpy import save_file
+
+    cache_path.parent.mkdir(parents=True, exist_ok=True)
+    digests = list(vectors)
+    dim = len(next(iter(vectors.values()))) if vectors else 0
+    tensors = {
+        "digests": np.frombuffer(b"".join(digests), dtype=np.uint8).reshape(len(digests), 32).copy(),
+        "vectors": np.stack([vectors[d] for d in digests]).astype(np.float16) if digests else np.zeros((0, dim), np.float16),
+    }
+    handle, temporary = tempfile.mkstemp(dir=cache_path.parent, prefix=f".{cache_path.name}.", suffix=".tmp")
+    os.close(handle)
+    try:
+        save_file(tensors, temporary, metadata={"lamar": json.dumps({"format": CACHE_FORMAT, "encoder": encoder_name})})
+        os.replace(temporary, cache_path)
+    finally:
+        if os.path.exists(temporary):
+            os.unlink(temporary)
+
+
 def cached_item_text_embeddings(
     items, kinds: Iterable[str], cache_path, signals=None, encoder=None, batch_size: int = 128
 ) -> dict[str, np.ndarray]:
-    """:func:`item_text_embeddings` through a cache file: a kind whose texts are unchanged since they were cached
-    (same fingerprint, same encoder) is read back; the others are embedded and the cache is rewritten.
+    """:func:`item_text_embeddings` through a cache file keyed per text (SHA-256 of the text): only texts that are
+    not in the cache yet are embedded, so changing one item's signal re-embeds that one text.
 
-    ``encoder`` is a folder or model id (``None``: the packaged all-MiniLM-L6-v2). Values are float16-rounded."""
+    ``encoder`` is a folder or model id (``None``: the packaged all-MiniLM-L6-v2) or a loaded
+    ``SentenceTransformer``; a cache made by another encoder is rebuilt. The cache is read and written under a
+    file lock (``<cache>.lock``), so processes sharing it wait for each other and each sees every vector the
+    other added; it is replaced atomically after each kind, so an interrupted run keeps what it finished; an
+    unreadable cache is rebuilt with a warning. Values are float16-rounded, cached or not.
+    """
+    from filelock import FileLock
+
     kinds, cache_path = list(kinds), Path(cache_path)
-    encoder_name = str(encoder or DEFAULT_ENCODER)
+    encoder_name = encoder_identity(encoder)
     texts = {kind: item_texts(items, kind, signals) for kind in kinds}
-    cached, metadata = ({}, {})
-    if cache_path.is_file():
-        cached, metadata = load_text_embeddings(cache_path)
-    fingerprints = metadata.get("fingerprints", {}) if metadata.get("encoder") == encoder_name else {}
-    stale = [kind for kind in kinds if fingerprints.get(kind) != texts_fingerprint(texts[kind])]
-    if not stale:
-        return {kind: cached[kind] for kind in kinds}
-    loaded_encoder = load_encoder(encoder)
-    for kind in stale:
-        covered = sum(1 for text in texts[kind] if text)
-        logger.info("embedding %s texts of %d of %d items", kind, covered, len(texts[kind]) - 1)
-        # Rounded as stored, so that a run from the cache and a fresh run see the same numbers.
-        cached[kind] = embed_texts(texts[kind], loaded_encoder, batch_size=batch_size).astype(np.float16).astype(np.float32)
-        fingerprints[kind] = texts_fingerprint(texts[kind])
-        # Saved after every kind, so that an interrupted run keeps what it finished.
-        save_text_embeddings(cache_path, cached, {"encoder": encoder_name, "fingerprints": fingerprints})
-    return {kind: cached[kind] for kind in kinds}
+    cache_path.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(cache_path) + ".lock"):
+        vectors = read_embedding_cache(cache_path, encoder_name)
+        loaded_encoder = None
+        for kind in kinds:
+            new = list(dict.fromkeys(text for text in texts[kind] if text and text_digest(text) not in vectors))
+            if not new:
+                continue
+            covered = sum(1 for text in texts[kind] if text)
+            logger.info("embedding %d new %s texts (%d of %d items have one)", len(new), kind, covered, len(texts[kind]) - 1)
+            if loaded_encoder is None:
+                loaded_encoder = encoder if not isinstance(encoder, (str, Path, type(None))) else load_encoder(encoder)
+            # Rounded as stored, so that a run from the cache and a fresh run see the same numbers.
+            embedded = embed_texts(new, loaded_encoder, batch_size=batch_size).astype(np.float16).astype(np.float32)
+            vectors.update(zip(map(text_digest, new), embedded))
+            write_embedding_cache(cache_path, vectors, encoder_name)
+    dim = len(next(iter(vectors.values()))) if vectors else None
+    if dim is None:  # no item has any text: zero rows of the encoder's width
+        loaded_encoder = encoder if not isinstance(encoder, (str, Path, type(None))) else load_encoder(encoder)
+        dim = embed_texts([], loaded_encoder).shape[1]
+    out = {}
+    for kind in kinds:
+        matrix = np.zeros((len(texts[kind]), dim), dtype=np.float32)
+        for row, text in enumerate(texts[kind]):
+            if text:
+                matrix[row] = vectors[text_digest(text)]
+        out[kind] = matrix
+    return out
 
 
 def default_text_embeddings_cache(dataset_name: str) -> Path:
     """``$LAMAR_CACHE`` (default ``~/.cache/lamar_hf``) ``/text_embeddings/<dataset>.safetensors``; entries are
-    checked against the texts' fingerprints, so a stale cache is never used."""
+    keyed by the text they embed, so a stale entry is never used."""
     root = Path(os.environ.get("LAMAR_CACHE", Path.home() / ".cache" / "lamar_hf"))
     return root / "text_embeddings" / (re.sub(r"[^A-Za-z0-9_.-]+", "_", dataset_name) + ".safetensors")
