@@ -15,6 +15,7 @@ prefix (system message and exemplars), and on a CPU most of the work is that pre
 from __future__ import annotations
 
 import inspect
+import logging
 import zlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -22,6 +23,11 @@ from dataclasses import dataclass, field
 import torch
 
 from .config import DecodingSettings
+
+logger = logging.getLogger(__name__)
+
+# Whether ``decoder='auto'`` takes the engine for the architectures it supports (see the module docstring).
+ENGINE_BY_DEFAULT = True
 
 
 @dataclass
@@ -185,15 +191,48 @@ def _choose_tokens(logits, decoding: DecodingSettings, penalised, generators) ->
     return top_ids.gather(-1, picks[:, None]).squeeze(-1)
 
 
+# The architectures the engine is tested on (SmolLM2 and the tiny Llamas of the tests). Its shared-prefix
+# attention and its own masks implement plain causal softmax attention only; every other model is decoded
+# by transformers' own ``generate`` (:class:`LibraryDecoder`).
+SUPPORTED_MODEL_TYPES = frozenset({"llama"})
+# Config fields of attention variants the engine does not implement; any one set refuses the model.
+UNSUPPORTED_ATTENTION_FIELDS = ("sliding_window", "use_sliding_window", "attention_chunk_size",
+                                "attn_logit_softcapping", "final_logit_softcapping")
+
+
+class UnsupportedModelError(ValueError):
+    """The decoding engine was asked to run a model it would decode wrongly."""
+
+
+def engine_support(config) -> str | None:
+    """Why :class:`DecodingEngine` cannot decode models of ``config`` exactly, or ``None`` if it can."""
+    config = config.get_text_config() if hasattr(config, "get_text_config") else config
+    model_type = getattr(config, "model_type", None)
+    if model_type not in SUPPORTED_MODEL_TYPES:
+        return f"model type {model_type!r} is not one it is tested on ({', '.join(sorted(SUPPORTED_MODEL_TYPES))})"
+    for name in UNSUPPORTED_ATTENTION_FIELDS:
+        if getattr(config, name, None):
+            return f"its attention has {name}={getattr(config, name)!r}, which the engine does not implement"
+    layer_types = set(getattr(config, "layer_types", None) or ["full_attention"])
+    if layer_types != {"full_attention"}:
+        return f"its layers use {sorted(layer_types)} attention; the engine implements full attention only"
+    return None
+
+
 class DecodingEngine:
     """Greedy or sampled decoding of many prompts at once with a shared-prefix cache.
 
-    ``model`` is any causal LM of transformers that accepts ``attention_mask``, ``position_ids``
-    and a ``DynamicCache``. ``eos_ids`` end a row; ``pad_id`` fills left padding.
+    ``model`` is a causal LM of transformers whose architecture :func:`engine_support` accepts
+    (others raise :class:`UnsupportedModelError`). ``eos_ids`` end a row; ``pad_id`` fills left padding.
     """
 
     def __init__(self, model, eos_ids: Sequence[int], pad_id: int, batch_size: int = 32,
                  min_prefix: int = 32, use_prefix_cache: bool = True):
+        reason = engine_support(model.config)
+        if reason is not None:
+            raise UnsupportedModelError(
+                f"lamar's decoding engine does not support {type(model).__name__}: {reason}; decode it with "
+                "transformers' generate instead (TransformersGenerator(..., decoder='transformers'))")
         self.model = model
         self.eos_ids = sorted(set(int(token) for token in eos_ids))
         self.pad_id = int(pad_id)
@@ -440,3 +479,118 @@ class _RowState:
         self.output.append(token)
         self.forced = list(answer_format.label_ids[self.line])
         return token
+
+
+class _EngineRules:
+    """A ``LogitsProcessor`` that makes ``model.generate`` pick tokens by the engine's rules.
+
+    Each step it chooses every row's token as the engine does (:func:`_choose_tokens`: repetition
+    penalty on the answer so far, greedy or seeded sampling) and passes it through the row's
+    :class:`_RowState` (answer format, end of row); the scores it returns allow only that token
+    (an end-of-sequence token once the row is done), so greedy ``generate`` takes it.
+    """
+
+    def __init__(self, rows: list["_RowState"], decoding: DecodingSettings, eos_ids: Sequence[int],
+                 exempt_ids: Sequence[int], generators, vocabulary: int, device):
+        self.rows, self.decoding, self.generators = rows, decoding, generators
+        self.eos, self.stop_id = set(eos_ids), int(eos_ids[0])
+        self.penalised = self.exempt = None
+        if decoding.repetition_penalty != 1.0:
+            self.penalised = torch.zeros((len(rows), vocabulary), dtype=torch.bool, device=device)
+            self.exempt = torch.zeros(vocabulary, dtype=torch.bool, device=device)
+            if exempt_ids:
+                self.exempt[torch.tensor(sorted(set(exempt_ids)), device=device)] = True
+
+    def __call__(self, input_ids, scores):
+        proposed = _choose_tokens(scores.float(), self.decoding, self.penalised, self.generators).tolist()
+        chosen = []
+        for row, token in enumerate(proposed):
+            token = self.rows[row].next_token(token, self.eos)
+            chosen.append(self.stop_id if token is None else token)
+            if token is not None and self.penalised is not None:
+                self.penalised[row, token] = True
+        if self.penalised is not None:
+            self.penalised &= ~self.exempt
+        forced = torch.full_like(scores, float("-inf"))
+        forced[torch.arange(len(chosen), device=scores.device), torch.tensor(chosen, device=scores.device)] = 0.0
+        return forced
+
+
+class LibraryDecoder:
+    """The engine's decoding through transformers' own ``model.generate``, for any causal LM.
+
+    Same interface, token rules (:class:`_EngineRules`) and answers' form as :class:`DecodingEngine`:
+    prompts sorted by length, batches of ``batch_size`` with left padding, one ``generate`` call
+    per batch with the model's own attention and cache (sliding windows, softcapping, sinks
+    included). No shared-prefix cache: every prompt is computed in full.
+    """
+
+    def __init__(self, model, eos_ids: Sequence[int], pad_id: int, batch_size: int = 32):
+        self.model = model
+        self.eos_ids = sorted(set(int(token) for token in eos_ids))
+        self.pad_id = int(pad_id)
+        self.batch_size = batch_size
+        self.use_prefix_cache = False
+        self.stats = DecodeStats()
+
+    @property
+    def device(self):
+        return next(self.model.parameters()).device
+
+    @torch.inference_mode()
+    def generate(self, prompts: Sequence[Sequence[int]], decoding: DecodingSettings, exempt_ids: Sequence[int] = (),
+                 answer_format: AnswerFormat | None = None, progress=None) -> list[list[int]]:
+        """As :meth:`DecodingEngine.generate`: the answer tokens of each prompt, without the end-of-sequence token."""
+        from transformers import GenerationConfig, LogitsProcessorList
+
+        prompts = [list(prompt) for prompt in prompts]
+        if any(not prompt for prompt in prompts):
+            raise ValueError("every prompt needs at least one token")
+        # The model's own generation defaults (top_k, penalties, ...) must not add to the engine's rules.
+        config = GenerationConfig(max_new_tokens=decoding.max_new_tokens, do_sample=False,
+                                  eos_token_id=self.eos_ids, pad_token_id=self.pad_id)
+        order = sorted(range(len(prompts)), key=lambda index: len(prompts[index]))
+        answers: list[list[int] | None] = [None] * len(prompts)
+        for start in range(0, len(order), self.batch_size):
+            batch = order[start : start + self.batch_size]
+            width = max(len(prompts[index]) for index in batch)
+            input_ids = torch.full((len(batch), width), self.pad_id, dtype=torch.long)
+            attention_mask = torch.zeros((len(batch), width), dtype=torch.long)
+            for row, index in enumerate(batch):
+                input_ids[row, width - len(prompts[index]):] = torch.tensor(prompts[index])
+                attention_mask[row, width - len(prompts[index]):] = 1
+            rows = [_RowState(answer_format) for _ in batch]
+            generators = ([_row_generator(decoding.seed, prompts[index], self.device) for index in batch]
+                          if decoding.do_sample else None)
+            rules = _EngineRules(rows, decoding, self.eos_ids, exempt_ids, generators,
+                                 self.model.get_output_embeddings().weight.shape[0], self.device)
+            self.model.generate(input_ids=input_ids.to(self.device), attention_mask=attention_mask.to(self.device),
+                                generation_config=config, logits_processor=LogitsProcessorList([rules]))
+            for row, index in enumerate(batch):
+                answers[index] = rows[row].output
+            self.stats.add(DecodeStats(prompts=len(batch), prompt_tokens=int(attention_mask.sum()),
+                                       computed_prompt_tokens=int(attention_mask.sum()),
+                                       generated_tokens=sum(len(row.output) for row in rows)))
+            if progress is not None:
+                progress.update(len(batch))
+        return answers
+
+
+DECODERS = ("auto", "engine", "transformers")
+
+
+def make_decoder(model, eos_ids: Sequence[int], pad_id: int, decoder: str = "auto", batch_size: int = 32,
+                 use_prefix_cache: bool = True):
+    """The decoder of ``model``: ``engine`` (:class:`DecodingEngine`, raises :class:`UnsupportedModelError`
+    for architectures it is not tested on), ``transformers`` (:class:`LibraryDecoder`) or ``auto``."""
+    if decoder not in DECODERS:
+        raise ValueError(f"unknown decoder {decoder!r}; use one of {', '.join(DECODERS)}")
+    if decoder == "auto":
+        reason = engine_support(model.config)
+        if reason is not None:
+            logger.info("decoding %s with transformers' generate: the lamar engine does not support it (%s)",
+                        type(model).__name__, reason)
+        decoder = "engine" if reason is None and ENGINE_BY_DEFAULT else "transformers"
+    if decoder == "engine":
+        return DecodingEngine(model, eos_ids, pad_id, batch_size=batch_size, use_prefix_cache=use_prefix_cache)
+    return LibraryDecoder(model, eos_ids, pad_id, batch_size=batch_size)

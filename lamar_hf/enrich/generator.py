@@ -32,7 +32,7 @@ from pathlib import Path
 import torch
 
 from .config import DEFAULT_RETRY_POLICY, GREEDY, DecodingSettings, RetryPolicy, SignalSpec
-from .engine import AnswerFormat, DecodingEngine
+from .engine import AnswerFormat, make_decoder
 from .parsing import words
 from .prompts import PROMPT_FILE, PromptBuilder
 
@@ -209,12 +209,15 @@ class TransformersGenerator(Generator):
     peft adapter folder or id, merged into the weights for inference; if the folder holds
     ``lamar_prompt.json``, that prompt format becomes :attr:`prompt`. ``device``: ``auto``, ``cpu``
     or ``cuda``; ``dtype``: ``auto``, ``float32``, ``bfloat16`` or ``float16``. An already loaded
-    model is used in place: moved to ``device`` / ``dtype``, and switched to lamar's shared-prefix
-    attention (plain SDPA for every ordinary call).
+    model is used in place: moved to ``device`` / ``dtype`` (and, with the engine, switched to lamar's
+    shared-prefix attention, plain SDPA for every ordinary call). ``decoder``: ``engine`` (lamar's
+    batched engine, only for the architectures it is tested on), ``transformers`` (``model.generate``,
+    any model) or ``auto`` (see :func:`lamar_hf.enrich.engine.make_decoder`).
     """
 
     def __init__(self, model=DEFAULT_GENERATOR, adapter=None, tokenizer=None, device: str = "auto",
-                 dtype="auto", batch_size: int = 32, use_prefix_cache: bool = True, cache_dir=None):
+                 dtype="auto", batch_size: int = 32, use_prefix_cache: bool = True, cache_dir=None,
+                 decoder: str = "auto"):
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
         self.device = resolve_device(device)
@@ -254,8 +257,8 @@ class TransformersGenerator(Generator):
         if not eos_ids:
             raise ValueError(f"{self.model_id}: neither the model nor the tokenizer names an end-of-sequence token")
         self._breaks_line = None
-        self.engine = DecodingEngine(self.model, sorted(eos_ids), self.tokenizer.pad_token_id,
-                                     batch_size=batch_size, use_prefix_cache=use_prefix_cache)
+        self.engine = make_decoder(self.model, sorted(eos_ids), self.tokenizer.pad_token_id, decoder=decoder,
+                                   batch_size=batch_size, use_prefix_cache=use_prefix_cache)
 
     def _merge_adapter(self, model, adapter):
         from peft import PeftModel
