@@ -1,7 +1,9 @@
 """``lamar report``: one self-contained HTML page (and a markdown twin) about an enrichment + training run.
 
 The page shows the dataset statistics, example items with their signals, the signal-analysis figures and plots, the
-recommender comparison (table and chart) and the provenance of every artefact. Images are embedded as data URIs, so
+recommender comparison (table and chart), the results of experiments run by ``benchmarks/experiment.py`` (the same
+table as their results files, and per backbone the variants' Recall@20 with the gain over ID-only) and the provenance
+of every artefact. Images are embedded as data URIs, so
 the HTML file can be mailed or opened anywhere; the markdown twin links the PNG files written beside it.
 """
 
@@ -16,7 +18,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 SIGNAL_COLUMNS = ("scenario", "intent", "topic")
-METRIC_ORDER = ("recall@10", "recall@20", "ndcg@10", "ndcg@20", "mrr@10")
 
 
 @dataclass
@@ -29,6 +30,7 @@ class ReportInputs:
     analysis: dict | None = None  # flat {figure: value} or {signal: {figure: value}}
     analysis_plots: list[Path] = field(default_factory=list)
     comparison: list[dict] = field(default_factory=list)  # [{"variant": ..., "recall@10": ..., ...}]
+    experiments: list[dict] = field(default_factory=list)  # results files of benchmarks/experiment.py
     provenance: dict[str, dict] = field(default_factory=dict)  # artefact -> {path, sha256, ...}
     notes: list[str] = field(default_factory=list)
 
@@ -80,33 +82,191 @@ def comparison_cells(rows: list[dict]) -> list[dict]:
     return shown
 
 
-def comparison_chart(rows: list[dict], path: Path) -> Path | None:
-    """A grouped bar chart of the comparison metrics (mean, with std as error bars when given)."""
-    metrics = [m for m in METRIC_ORDER if any(m in row for row in rows)]
-    if not rows or not metrics:
+def recall_chart(groups: dict[str, list[dict]], path: Path, title: str, metric: str = "recall@20",
+                 baseline: str = "id-only") -> Path | None:
+    """One panel per group (e.g. per backbone): a bar per entry (``{"label", "mean", "std"}``, ``mean`` None when
+    missing) with its std as error bar, and above each bar its gain over the group's ``baseline`` entry."""
+    if not any(groups.values()):
         return None
+    import matplotlib.pyplot as plt
+
+    fig = recall_figure(groups, title, metric, baseline)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, bbox_inches="tight")
+    plt.close(fig)
+    return path
+
+
+def recall_figure(groups: dict[str, list[dict]], title: str, metric: str = "recall@20", baseline: str = "id-only"):
+    """The matplotlib figure of :func:`recall_chart` (left open)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    width = 0.8 / len(rows)
-    fig, ax = plt.subplots(figsize=(10, 4.5), dpi=110)
-    for index, row in enumerate(rows):
-        positions = [m + index * width for m in range(len(metrics))]
-        values = [float(row.get(metric) or 0.0) for metric in metrics]
-        errors = [float(row.get(f"{metric}_std") or 0.0) for metric in metrics]
-        ax.bar(positions, values, width, yerr=errors, capsize=2, label=str(row["variant"]))
-    ax.set_xticks([m + width * (len(rows) - 1) / 2 for m in range(len(metrics))])
-    ax.set_xticklabels(metrics)
-    ax.set_ylabel("test metric (full ranking)")
-    # Below the axes, so that no bar hides behind it.
-    ax.legend(fontsize=8, ncol=2, loc="upper center", bbox_to_anchor=(0.5, -0.1), frameon=False)
-    ax.grid(axis="y", alpha=0.3)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, bbox_inches="tight")
-    plt.close(fig)
-    return path
+    fig, axes = plt.subplots(1, len(groups), figsize=(max(4.5, 3.2 * len(groups)), 4.2), dpi=110, squeeze=False,
+                             sharey=True)
+    for axis, (group, bars) in zip(axes[0], groups.items()):
+        base = next((bar["mean"] for bar in bars if bar["label"] == baseline and bar["mean"]), None)
+        for index, bar in enumerate(bars):
+            if bar["mean"] is None:
+                axis.text(index, 0, "missing", ha="center", va="bottom", rotation=90, color="#9aa5b1")
+                continue
+            axis.bar(index, bar["mean"], 0.7, yerr=bar.get("std") or 0.0, capsize=4,
+                     color="#9aa5b1" if bar["label"] == baseline else "#3e7cb1")
+            if base and bar["label"] != baseline:
+                axis.annotate(f"{bar['mean'] / base - 1:+.1%}", (index, bar["mean"] + (bar.get("std") or 0.0)),
+                              xytext=(0, 3), textcoords="offset points", ha="center", fontsize=8)
+        axis.set_xticks(range(len(bars)), [bar["label"] for bar in bars], rotation=25, ha="right", fontsize=8)
+        axis.set_title(group, fontsize=10)
+        axis.grid(axis="y", alpha=0.3)
+    axes[0][0].set_ylabel(f"test {metric_label(metric)} (full ranking)")
+    fig.suptitle(title, fontsize=10)
+    return fig
+
+
+def metric_label(metric: str) -> str:
+    return metric.replace("recall", "Recall").replace("ndcg", "NDCG").replace("mrr", "MRR")
+
+
+# ---- experiments: results written by benchmarks/experiment.py (settings chosen on validation)
+
+EXPERIMENT_TEST_METRICS = ("recall@10", "ndcg@10", "recall@20", "ndcg@20", "mrr@10")
+
+
+def check_experiment_results(results: dict, path) -> dict:
+    """``results`` if it is a results file of ``benchmarks/experiment.py``.
+
+    Raises:
+        ValueError: naming the file, for anything else (e.g. a summary of the old beauty_experiment.py, whose
+            settings were not chosen on validation).
+    """
+    missing = [key for key in ("split_fingerprint", "device", "grid", "rows") if key not in results]
+    if missing:
+        raise ValueError(f"{path} is not a results file of benchmarks/experiment.py (it lacks {', '.join(missing)}); "
+                         "write one with `python benchmarks/experiment.py collect`")
+    return results
+
+
+def mean_cell(figures: dict, metric: str) -> str:
+    return f"{figures[metric]:.4f} ± {figures[f'{metric}_std']:.4f}"
+
+
+def experiment_summary(results: dict) -> str:
+    """One paragraph: what the table measured, on which split and device, and how the settings were chosen."""
+    grid = results["grid"]
+    text = (f"Full ranking over all items, leave-one-out, ties counted against the target. Split "
+            f"`{results['split_fingerprint']}`; every run on **{results['device']}**. Grid `{grid['file']}`: "
+            f"{len(grid['settings'])} settings x seeds {grid['seeds']} per backbone and variant; for each, the setting "
+            f"with the best mean validation {metric_label(grid['selection_metric'])} over the seeds is chosen, and "
+            "only then are its test figures read. Mean ± std over seeds.")
+    if results.get("max_users"):
+        text += (f" **Smoke run** on the first {results['max_users']} users: the figures show that the pipeline runs, "
+                 "they measure nothing.")
+    if results.get("time_budget"):
+        text += f" Each run had a training time budget of {results['time_budget']:g} s."
+    return text
+
+
+def experiment_table_rows(results: dict) -> list[dict]:
+    """The main table: per backbone x variant, the chosen setting with validation and test side by side."""
+    rows = []
+    for row in results["rows"]:
+        cells = {"backbone": row["backbone"], "variant": row["variant"]}
+        if row["missing"]:
+            cells["chosen setting"] = (f"missing: no setting has all seeds "
+                                       f"({row['settings_complete']} of {row['settings_declared']} complete)")
+            rows.append(cells)
+            continue
+        cells["chosen setting"] = row["setting"]["name"] + (
+            "" if row["settings_complete"] == row["settings_declared"]
+            else f" (among {row['settings_complete']} of {row['settings_declared']} settings)")
+        cells["seeds"] = len(row["seeds"])
+        cells["validation NDCG@10"] = mean_cell(row["validation"], "ndcg@10")
+        cells["validation Recall@10"] = mean_cell(row["validation"], "recall@10")
+        for metric in EXPERIMENT_TEST_METRICS:
+            cells[f"test {metric_label(metric)}"] = mean_cell(row["test"], metric)
+        gain = row.get("test_recall@20_gain_over_id_only")
+        cells["test Recall@20 vs ID-only"] = "—" if gain is None else f"{gain:+.1%}"
+        cells["epochs"] = ", ".join(
+            f"{epochs:g}" + ("*" if budget else "†" if limit else "")
+            for epochs, limit, budget in zip(row["epochs"], row["reached_max_epochs"], row["stopped_by_time_budget"]))
+        rows.append(cells)
+    return rows
+
+
+def experiment_excluded_rows(results: dict) -> list[dict]:
+    """Outside the protocol: the chosen models' test figures with every history item excluded, and the learned
+    repeat score where the model has one."""
+    rows = []
+    for row in results["rows"]:
+        if row["missing"] or "test_excluding_history" not in row:
+            continue
+        cells = {"backbone": row["backbone"], "variant": row["variant"], "chosen setting": row["setting"]["name"]}
+        for metric in EXPERIMENT_TEST_METRICS:
+            cells[f"test {metric_label(metric)}"] = mean_cell(row["test_excluding_history"], metric)
+        cells["repeat score"] = f"{row['repeat_score']:.2f}" if "repeat_score" in row else "—"
+        rows.append(cells)
+    return rows
+
+
+def experiment_grid_rows(results: dict) -> list[dict]:
+    """The settings study: every setting of the grid with its validation figures (test figures are read only for
+    the chosen ones)."""
+    overrides = results["grid"]["settings"]
+    rows = []
+    for entry in results["settings"]:
+        validation = entry.get("validation")
+        rows.append({
+            "backbone": entry["backbone"], "variant": entry["variant"], "setting": entry["setting"],
+            "overrides of the base": ", ".join(f"{k} {v}" for k, v in overrides[entry["setting"]].items()) or "—",
+            "seeds done": (", ".join(map(str, entry["seeds"])) or "none") + (
+                f" (missing {', '.join(map(str, entry['missing_seeds']))})" if entry["missing_seeds"] else ""),
+            "validation NDCG@10": mean_cell(validation, "ndcg@10") if validation else "missing",
+            "validation Recall@10": mean_cell(validation, "recall@10") if validation else "missing",
+            "chosen": "**chosen**" if entry["chosen"] else "",
+        })
+    return rows
+
+
+def experiment_markdown(results: dict) -> str:
+    """The results page of an experiment: summary, main table, the history-excluded table and the grid."""
+    grid = results["grid"]
+    lines = [f"# {results['dataset']}: {results['experiment']} (settings chosen on validation)", "",
+             experiment_summary(results), "", table(experiment_table_rows(results))[1]]
+    if any(not row["missing"] and any(row["reached_max_epochs"]) for row in results["rows"]):
+        lines += ["† reached the epoch limit before early stopping: the run may not have converged.", ""]
+    if any(not row["missing"] and any(row["stopped_by_time_budget"]) for row in results["rows"]):
+        lines += ["\\* ended by the time budget before early stopping: the best validation model so far was tested.", ""]
+    excluded = experiment_excluded_rows(results)
+    if excluded:
+        lines += ["Outside the protocol, for comparison with evaluators that filter the history (RecBole's, "
+                  "`filter_seen`): the chosen models' test figures when no item of a user's history may be recommended.",
+                  "", table(excluded)[1]]
+    lines += ["## The grid", "",
+              "Base settings (every setting starts from them; the rest are each backbone's defaults): "
+              + (", ".join(f"{key} {value}" for key, value in grid["base"].items()) or "none") + ".", "",
+              table(experiment_grid_rows(results))[1]]
+    versions = "; ".join(", ".join(f"{name} {version}" for name, version in entry.items())
+                         for entry in results.get("versions", []) if entry)
+    lines += [f"Libraries: {versions}.", "", f"Command: `{results['command']}`", ""]
+    return "\n".join(lines)
+
+
+def experiment_chart_groups(results: dict) -> dict[str, list[dict]]:
+    """The bars of :func:`experiment_chart`: per backbone, each variant's test Recall@20 (None where missing)."""
+    groups = {}
+    for row in results["rows"]:
+        groups.setdefault(row["backbone"], []).append({
+            "label": row["variant"], "mean": None if row["missing"] else row["test"]["recall@20"],
+            "std": None if row["missing"] else row["test"]["recall@20_std"]})
+    return groups
+
+
+def experiment_chart(results: dict, path: Path) -> Path | None:
+    """Per backbone, the variants' test Recall@20 (chosen settings, std over seeds) and their gain over ID-only."""
+    return recall_chart(experiment_chart_groups(results), Path(path), f"{results['dataset']} · {results['device']}\ntest Recall@20 of the "
+                        "settings chosen on validation (mean ± std over seeds; % = gain over ID-only)")
 
 
 def format_value(value) -> str:
@@ -226,11 +386,29 @@ def render_report(inputs: ReportInputs, out_dir) -> tuple[Path, Path]:
     html_table, md_table = table(shown, columns if shown else None)
     h.append(html_table)
     md.append(md_table)
-    chart = comparison_chart(inputs.comparison, out_dir / "recommender_comparison.png")
+    bars = [{"label": str(row["variant"]), "mean": row.get("recall@20"), "std": row.get("recall@20_std")}
+            for row in inputs.comparison if row.get("recall@20") is not None]
+    chart = recall_chart({"single runs": bars}, out_dir / "recommender_comparison.png",
+                         "test Recall@20 of each model") if bars else None
     if chart:
         images_html, images_md = image_tags([chart], out_dir, full_width=True)
         h.append(images_html)
         md.append(images_md)
+
+    for results in inputs.experiments:
+        heading = f"Experiment: {results['dataset']} · {results['experiment']} (settings chosen on validation)"
+        h.append(f"<h2>{html.escape(heading)}</h2><p>{html.escape(experiment_summary(results))}</p>")
+        md.append(f"\n## {heading}\n\n{experiment_summary(results)}\n")
+        for rows in (experiment_table_rows(results), experiment_excluded_rows(results)):
+            if rows:
+                html_table, md_table = table(rows)
+                h.append(html_table)
+                md.append(md_table)
+        chart = experiment_chart(results, out_dir / f"experiment_{results['experiment']}.png")
+        if chart:
+            images_html, images_md = image_tags([chart], out_dir, full_width=True)
+            h.append(images_html)
+            md.append(images_md)
 
     h.append("<h2>Provenance</h2>")
     md.append("\n## Provenance\n")

@@ -21,13 +21,15 @@ def add_parser(subparsers) -> None:
     parser.add_argument("--analysis", type=Path, help="folder written by `lamar analyze --out` (analysis.json, PNGs)")
     parser.add_argument("--model", action="append", default=[], metavar="LABEL=DIR",
                         help="a `lamar train` output folder (results.json) to compare; repeat for each model")
-    parser.add_argument("--experiment", type=Path, help="benchmarks/results/beauty_experiment.json to include")
+    parser.add_argument("--experiment", type=Path, action="append", default=[],
+                        help="a results file of benchmarks/experiment.py (benchmarks/results/<dataset>/<name>.json) "
+                             "to include; repeat for each")
     parser.add_argument("--examples", type=int, default=5, help="random example items to show (default 5)")
     parser.add_argument("--title", default=None, help="page title")
     parser.add_argument("--out", required=True, type=Path, help="output folder")
 
 
-def comparison_rows(models: list[str], experiment: Path | None) -> tuple[list[dict], dict]:
+def comparison_rows(models: list[str]) -> tuple[list[dict], dict]:
     from lamar_hf.report import artefact
 
     rows, provenance = [], {}
@@ -45,19 +47,29 @@ def comparison_rows(models: list[str], experiment: Path | None) -> tuple[list[di
         rows.append(row)
         provenance[f"model: {label}"] = artefact(folder, backbone=results.get("model_args", {}).get("backbone"),
                                                  seed=results.get("seed"), epochs=results.get("epochs"))
-    if experiment:
-        if not experiment.is_file():
-            raise UserError(f"--experiment {experiment} not found")
-        summary = json.loads(experiment.read_text())["summary"]
-        for backbone, variants in summary.items():
-            for variant, entry in variants.items():
-                row = {"variant": f"experiment · {backbone} · {variant} ({len(entry['seeds'])} seeds)"}
-                for metric in ("recall@10", "ndcg@10", "mrr@10", "recall@20", "ndcg@20"):
-                    row[metric] = entry[metric]["mean"]
-                    row[f"{metric}_std"] = entry[metric]["std"]
-                rows.append(row)
-        provenance["experiment"] = artefact(experiment)
     return rows, provenance
+
+
+def experiment_results(paths: list[Path]) -> tuple[list[dict], dict]:
+    """The results files of ``benchmarks/experiment.py`` and their provenance entries."""
+    from lamar_hf.report import artefact, check_experiment_results
+
+    experiments, provenance = [], {}
+    for path in paths:
+        if not path.is_file():
+            raise UserError(f"--experiment {path} not found")
+        try:
+            results = json.loads(path.read_text())
+        except ValueError as error:
+            raise UserError(f"--experiment {path} is not valid JSON: {error}") from error
+        try:
+            results = check_experiment_results(results, path)
+        except ValueError as error:
+            raise UserError(f"--experiment {error}") from error
+        experiments.append(results)
+        provenance[f"experiment: {results['experiment']}"] = artefact(
+            path, split_fingerprint=results["split_fingerprint"], device=results["device"], grid=results["grid"]["file"])
+    return experiments, provenance
 
 
 def run(args) -> int:
@@ -85,8 +97,9 @@ def run(args) -> int:
         inputs.analysis = json.loads(analysis_file.read_text())
         inputs.analysis_plots = sorted(args.analysis.glob("*.png"))
         inputs.provenance["analysis"] = artefact(analysis_file)
-    inputs.comparison, model_provenance = comparison_rows(args.model, args.experiment)
-    inputs.provenance.update(model_provenance)
+    inputs.comparison, model_provenance = comparison_rows(args.model)
+    inputs.experiments, experiment_provenance = experiment_results(args.experiment)
+    inputs.provenance.update({**model_provenance, **experiment_provenance})
     html_path, md_path = render_report(inputs, args.out)
     print(f"report: {html_path} and {md_path}")
     return 0
