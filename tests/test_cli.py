@@ -62,19 +62,26 @@ def test_the_whole_pipeline_through_the_cli(tmp_path, tiny_generator, capsys):
     assert lamar(["evaluate", "--model", str(model), "--dataset", str(out), "--split", "test"]) == 0
     assert "recall@10" in capsys.readouterr().out.lower()
     report = tmp_path / "report"
-    # A multi-seed experiment summary (as benchmarks/beauty_experiment.py writes it) shown beside the trained model.
-    metric = {"mean": 0.0777, "std": 0.0048}
+    # A multi-seed experiment's results (as benchmarks/experiment.py writes them) shown beside the trained model.
+    figures = {key: value for m in ("recall@10", "recall@20", "ndcg@10", "ndcg@20", "mrr@10")
+               for key, value in ((m, 0.0777), (f"{m}_std", 0.0048))}
     experiment = tmp_path / "experiment.json"
-    experiment.write_text(json.dumps({"summary": {"sasrec": {"id-only": {
-        "seeds": [0, 1, 2], **{m: metric for m in ("recall@10", "recall@20", "ndcg@10", "ndcg@20", "mrr@10")}}}}}))
+    experiment.write_text(json.dumps({
+        "experiment": "beauty_sasrec", "dataset": "amazon_beauty", "split_fingerprint": "sha256:" + "0" * 64,
+        "device": "AMD EPYC", "grid": {"file": "benchmarks/configs/beauty_sasrec.yaml", "settings": {"reference": {}},
+                                       "seeds": [0, 1, 2], "selection_metric": "ndcg@10"},
+        "rows": [{"backbone": "sasrec", "variant": "id-only", "missing": False, "setting": {"name": "reference"},
+                  "settings_complete": 1, "settings_declared": 1, "seeds": [0, 1, 2], "epochs": [30, 31, 32],
+                  "reached_max_epochs": [False] * 3, "stopped_by_time_budget": [False] * 3,
+                  "validation": figures, "test": figures}]}))
     assert lamar(["report", "--dataset", str(out), "--analysis", str(tmp_path / "analysis"),
                   "--model", f"signals={model}", "--experiment", str(experiment), "--out", str(report)]) == 0
     page = (report / "report.html").read_text()
     assert "Recommender comparison" in page and "data:image/png;base64," in page and "signals" in page
     markdown = (report / "report.md").read_text()
     assert "| variant |" in markdown
-    assert "| experiment · sasrec · id-only (3 seeds) | 0.0777 ± 0.0048 |" in markdown
-    assert "| experiment | path | " in markdown and "|  | sha256 | " in markdown  # provenance: one row per field
+    assert "| sasrec | id-only | reference | 3 | 0.0777 ± 0.0048 |" in markdown
+    assert "| experiment: beauty_sasrec | path | " in markdown and "|  | sha256 | " in markdown  # one row per field
     hub = tmp_path / "hub"
     assert lamar(["publish", "dataset", str(out), "--repo-id", "org/tiny-enriched", "--version", "v1.0.0",
                   "--dry-run", str(hub / "dataset")]) == 0
