@@ -39,8 +39,8 @@ def add_parser(subparsers) -> None:
                         help="signals for the other items (default: the ones committed with lamar-hf)")
     parser.add_argument("--epochs", type=int, default=5, help="training epochs of each recommender (default 5)")
     parser.add_argument("--experiment", type=Path, default=EXPERIMENT_RESULTS if EXPERIMENT_RESULTS.is_file() else None,
-                        help="a results file of benchmarks/experiment.py whose the report shows beside the demo's "
-                             "short-budget models (default: the checkout's benchmarks/results, if present)")
+                        help="a results file of benchmarks/experiment.py (settings chosen on validation), shown beside "
+                             "the demo's short-budget models (default: the checkout's benchmarks/results, if present)")
     parser.add_argument("--max-users", type=int, default=None, help="train on the first N users only (quicker)")
 
 
