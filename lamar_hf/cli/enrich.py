@@ -51,7 +51,7 @@ def add_parser(subparsers) -> None:
     sub.add_argument("--device", default="auto", help="auto, cpu or cuda")
     sub.add_argument("--dtype", default="auto", help="auto, float32, bfloat16 or float16")
     sub.add_argument("--max-new-tokens", type=int, default=None, help="answer length cap in tokens")
-    sub.add_argument("--no-retry", action="store_true", help="do not retry failed rows")
+    sub.add_argument("--no-retry", action="store_true", help="do not retry invalid answers with the retry decoding")
     sub.add_argument("--chunk-size", type=int, default=256, help="items per share of work (one process, one map call)")
     sub.add_argument("--cache-dir", type=Path, default=None,
                      help="where every finished row is cached, so that a rerun or a killed run resumes "
@@ -114,8 +114,8 @@ def choose_prompt(args, items, generator, signals):
         raise UserError(f"--exemplars {choice}: no such file (or use 'auto' / 'none')") from None
 
 
-def recorded_command(argv: list[str]) -> str:
-    """The command line for the manifest, without the value of ``--token``."""
+def recorded_command(argv: list[str], program: str = "lamar") -> str:
+    """The command line for a manifest, without the value of ``--token``."""
     shown, hide_next = [], False
     for argument in argv:
         if hide_next:
@@ -125,7 +125,7 @@ def recorded_command(argv: list[str]) -> str:
         else:
             shown.append(argument)
         hide_next = argument == "--token"
-    return "lamar " + " ".join(shown)
+    return " ".join([program, *shown])
 
 
 def run(args) -> int:
