@@ -48,6 +48,10 @@ class ScriptArguments:
         default="v1.0.0", metadata={"help": "With --push_to_hub: the version tag of the release (an existing one is refused)."}
     )
     hub_changes: str = field(default="", metadata={"help": "With --push_to_hub: what changed, for the card's changelog."})
+    hub_dataset_id: str | None = field(
+        default=None,
+        metadata={"help": "With --push_to_hub: the Hub id of --dataset when that is a local folder (cards name Hub ids only)."},
+    )
 
 
 ARGUMENT_CLASSES = (ScriptArguments, ModelArguments, RecommenderTrainingArguments)
@@ -128,6 +132,7 @@ def save_outputs(result: TrainingResult, script_args, model_args, training_args,
     results = {
         "dataset": script_args.dataset,
         "dataset_revision": script_args.dataset_revision,
+        "split_fingerprint": data.source.get("split_fingerprint"),  # read by publish_model for the card
         "validation": result.validation,
         "test": result.test,
         "epochs": result.epochs,
@@ -160,7 +165,7 @@ def publish(script_args: ScriptArguments, training_args: RecommenderTrainingArgu
         training_args.hub_model_id,
         script_args.hub_version,
         eval_results=metrics,
-        dataset=script_args.dataset,
+        dataset=script_args.hub_dataset_id or script_args.dataset,
         dataset_revision=script_args.dataset_revision,
         changes=script_args.hub_changes,
         api=HfApi(token=training_args.hub_token),
