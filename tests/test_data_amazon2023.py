@@ -237,6 +237,8 @@ def corrupt(contents: dict[str, bytes], path: str, line: int, text: str) -> dict
         (split_file(CATEGORY, "test"), 1, "user_id,parent_asin,rating,timestamp", False, r"All_Beauty\.test\.csv:1: expected the header"),
         (split_file(CATEGORY, "valid"), 3, f"{USERS['U3']},{ITEMS['B']},5.0,{T0},{ITEMS['C']} {ITEMS['D']}", False,
          r"All_Beauty\.valid\.csv:3: user AU3XKQZ2MOCKUSER: row disagrees"),
+        (split_file(CATEGORY, "test"), 3, f"{USERS['U1']},{ITEMS['E']},5.0", False,
+         r"All_Beauty\.test\.csv:3: expected 5 comma-separated fields, got 3"),
         (split_file(CATEGORY, "train"), 4, f"{USERS['U2']},{ITEMS['A']},5.0,soon,", False,
          r"All_Beauty\.train\.csv:4: field 'timestamp' is not an integer"),
         (reviews_file(CATEGORY), 5, json.dumps({"user_id": USERS["U1"], "parent_asin": ITEMS["A"], "timestamp": "x"}), True,

@@ -144,7 +144,8 @@ def read_split_file(path: Path) -> list[tuple[int, str, str, list[str], int]]:
             if not values:
                 continue
             if len(values) != len(BENCHMARK_COLUMNS):
-                raise DataError(f"expected {len(BENCHMARK_COLUMNS)} comma-separated fields, got {len(values)}", path, line_number)
+                message = f"expected {len(BENCHMARK_COLUMNS)} comma-separated fields, got {len(values)}"
+                raise DataError(message, path, line_number)
             user, item, _, timestamp, history = values
             if not user or not item:
                 raise DataError("empty 'user_id' or 'parent_asin'", path, line_number)
@@ -175,7 +176,8 @@ def sequences_from_splits(root: Path, category: str, k: int) -> list[tuple[str, 
             position = len(sequence) - 2 if split == "valid" else count
             limit = 1 if split == "valid" else len(sequence) - 2
             if count >= limit or sequence[: position + 1] != history + [item]:
-                raise DataError(f"user {user}: row disagrees with the user's sequence in {paths['test'].name}", paths[split], line_number)
+                message = f"user {user}: row disagrees with the user's sequence in {paths['test'].name}"
+                raise DataError(message, paths[split], line_number)
             rows_read[split][user] += 1
     for split in ("valid", "train"):
         for user, sequence in sequences.items():
@@ -289,11 +291,12 @@ def read_amazon2023(
     if split not in SPLIT_KINDS:
         raise DataError(f"unknown split {split!r}; choose one of {', '.join(SPLIT_KINDS)}", root)
     if not from_reviews and k not in PUBLISHED_K_CORES:
-        raise DataError(f"the release publishes {' and '.join(map(str, PUBLISHED_K_CORES))}-core splits, not {k}-core (or pass from_reviews)", root)
+        published = " and ".join(map(str, PUBLISHED_K_CORES))
+        raise DataError(f"the release publishes {published}-core splits, not {k}-core (rebuild from the reviews)", root)
     files = [root / name_ for name_ in release_files(category, from_reviews, k, split)]
     for required in files:
         if not required.is_file():
-            raise DataError(f"missing Amazon Reviews 2023 file (download it with `lamar prepare --source amazon2023 --category {category}` without --path)", required)
+            raise DataError("missing Amazon Reviews 2023 file (download_amazon2023 fetches it)", required)
     if from_reviews:
         interactions = k_core(earliest_review_per_item(read_reviews_2023(files[0])), k)
         if not interactions:
