@@ -8,6 +8,7 @@ before anything is pushed, and ``dry_run=DIR`` writes the exact repository tree 
 """
 
 from .dataset import publish_dataset, write_dataset_tree
+from .loading import ModelLoadError, load_recommender
 from .model import publish_adapter, publish_model, write_adapter_tree, write_model_tree
 from .release import (
     MANIFEST,
@@ -22,12 +23,14 @@ from .release import (
 
 __all__ = [
     "MANIFEST",
+    "ModelLoadError",
     "PublishError",
     "PublishResult",
     "Release",
     "RepoHistory",
     "VersionExistsError",
     "check_version",
+    "load_recommender",
     "publish",
     "publish_adapter",
     "publish_dataset",

@@ -158,7 +158,8 @@ def write_model_tree(
         raise PublishError(f"{folder}: no weights ({', '.join(MODEL_WEIGHTS)})")
     check_remote_code(stage, config, folder)
     if carried:
-        dataset = dataset or carried[0].dataset_type
+        # "unknown" is the placeholder older cards wrote when no dataset was given.
+        dataset = dataset or (carried[0].dataset_type if carried[0].dataset_type != "unknown" else None)
         dataset_revision = dataset_revision or carried[0].dataset_revision
         eval_results = {}
         for result in carried:
