@@ -78,3 +78,10 @@ def test_prepare_prints_and_records_the_fingerprint_of_beauty(shared_data, tmp_p
     assert printed == split_fingerprint(read_p5(shared_data / "amazon_beauty"))
     assert json.loads((out / "lamar_prepare.json").read_text())["split_fingerprint"] == printed
     assert RecommendationData.from_benchmark(load_prepared(out)).source["split_fingerprint"] == printed
+
+
+def test_a_subset_of_users_carries_its_own_fingerprint():
+    data = RecommendationData.from_benchmark(tiny_benchmark())
+    subset = data.first_users(2)
+    expected = split_fingerprint(tiny_benchmark({user: SEQUENCES[user] for user in (1, 2)}))
+    assert subset.source["split_fingerprint"] == expected != data.source["split_fingerprint"]

@@ -64,7 +64,7 @@ class RecommendationData:
 
     def first_users(self, count: int) -> RecommendationData:
         """The same benchmark restricted to its first ``count`` users (for smoke runs); the item catalogue is kept."""
-        return RecommendationData(
+        subset = RecommendationData(
             f"{self.name} (first {count} users)",
             self.num_items,
             {split: rows[:count] for split, rows in self.histories.items()},
@@ -72,6 +72,11 @@ class RecommendationData:
             self.revision,
             self.source,
         )
+        if "split_fingerprint" in self.source:  # the whole benchmark's fingerprint does not name this subset
+            from lamar_hf.data import split_fingerprint
+
+            subset.source = {**self.source, "split_fingerprint": split_fingerprint(subset)}
+        return subset
 
     def save(self, path) -> Path:
         """Write the splits into one safetensors file (flat int32 items with per-row lengths)."""
