@@ -40,15 +40,27 @@ From the Hub, publishing the result with a model card carrying the test metrics:
 
 Every option (``python training/train.py --help``) can also come from one JSON or YAML file:
 ``python training/train.py config.yaml``.
+
+An output folder that already holds a model is refused unless ``--overwrite`` (or ``--resume_from_checkpoint
+last``) is given; so are signals that cover fewer than ``--min_signal_coverage`` (default 0.95) of the items or name
+an item twice, and non-finite text embeddings, losses or metrics stop the run. Each says why in one line and exits
+with status 2.
 """
 
 import logging
+import os
 import sys
 
 from lamar_hf.distributed import exit_distributed_run
+from lamar_hf.training.guards import TrainingRefused
 from lamar_hf.training.run import main, parse_args
 
 if __name__ == "__main__":
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    main(*parse_args(sys.argv[1:]))
+    try:
+        main(*parse_args(sys.argv[1:]))
+    except TrainingRefused as refusal:
+        if int(os.environ.get("RANK", "0")) == 0:  # every process refuses; one says so
+            print(f"train.py: error: {refusal}", file=sys.stderr)
+        sys.exit(2)
     exit_distributed_run()

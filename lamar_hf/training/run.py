@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
@@ -18,7 +19,14 @@ from lamar_hf.text_embeddings import METADATA, cached_item_text_embeddings, defa
 
 from .arguments import ModelArguments, RecommenderTrainingArguments
 from .data import RecommendationData
-from .trainer import TrainingResult, train_recommender
+from .guards import (
+    refuse_duplicate_signal_rows,
+    refuse_low_signal_coverage,
+    refuse_non_finite_text_embeddings,
+    refuse_to_overwrite_a_model,
+    strict_json,
+)
+from .trainer import TrainingResult, checkpoint_to_resume, train_recommender
 
 logger = logging.getLogger(__name__)
 
@@ -42,6 +50,14 @@ class ScriptArguments:
     text_embeddings_cache: str | None = field(
         default=None,
         metadata={"help": "Cache file of the item-text embeddings (default: one per dataset under ~/.cache/lamar_hf)."},
+    )
+    min_signal_coverage: float = field(
+        default=0.95,
+        metadata={"help": "Refuse to train on a signal that has a usable row for fewer than this fraction of the items."},
+    )
+    overwrite: bool = field(
+        default=False,
+        metadata={"help": "Replace the model, results and checkpoints already in --output_dir (refused otherwise)."},
     )
     max_users: int | None = field(default=None, metadata={"help": "Use only the first N users (smoke runs)."})
     hub_version: str = field(
@@ -109,8 +125,25 @@ def load_benchmark(dataset: str, revision: str | None = None):
     )
 
 
+def signals_source(script_args: ScriptArguments) -> str:
+    """Where the training signals come from, in words for error messages: a file, or the dataset's signals config."""
+    from lamar_hf.data.benchmark import parquet_path
+
+    if script_args.signals_file:
+        return str(script_args.signals_file)
+    folder = Path(script_args.dataset).expanduser()
+    if folder.is_dir():
+        return str(parquet_path(folder, "signals", "train"))
+    return f"the signals config of {script_args.dataset}"
+
+
 def text_embeddings_for(benchmark, kinds: list[str], script_args: ScriptArguments, model_args, training_args) -> dict:
-    """The embeddings of every text kind the model fuses; the main process computes them, the others read its cache."""
+    """The embeddings of every text kind the model fuses; the main process computes them, the others read its cache.
+
+    Raises:
+        TrainingRefused: for signals that name an item twice or cover fewer than ``--min_signal_coverage`` of the
+            items, and for embeddings holding NaN or inf (whether just computed or read from the cache).
+    """
     signal_kinds = [kind for kind in kinds if kind != METADATA]
     signals = None
     if signal_kinds:
@@ -120,15 +153,25 @@ def text_embeddings_for(benchmark, kinds: list[str], script_args: ScriptArgument
                 f"signals {', '.join(signal_kinds)} were asked for, but {script_args.dataset} has no signals config: "
                 "pass --signals_file PATH"
             )
+        source = signals_source(script_args)
+        refuse_duplicate_signal_rows(signals, source)
+        refuse_low_signal_coverage(
+            benchmark.items, signal_kinds, signals, script_args.min_signal_coverage, source, script_args.dataset
+        )
     cache = Path(script_args.text_embeddings_cache or default_text_embeddings_cache(benchmark.name))
     with training_args.main_process_first(desc="embedding item texts"):
-        return cached_item_text_embeddings(benchmark.items, kinds, cache, signals, model_args.text_encoder)
+        embeddings = cached_item_text_embeddings(benchmark.items, kinds, cache, signals, model_args.text_encoder)
+    refuse_non_finite_text_embeddings(embeddings, f"{cache} (encoder {model_args.text_encoder})")
+    return embeddings
 
 
 def save_outputs(result: TrainingResult, script_args, model_args, training_args, data: RecommendationData) -> dict:
-    """Save the best model (with its code) and ``results.json`` into the output folder."""
+    """Save the best model (with its code) and ``results.json`` (strict JSON, written whole) into the output folder.
+
+    Raises:
+        NonFiniteValue: when a result is NaN or inf; then nothing is saved.
+    """
     trainer, output_dir = result.trainer, Path(training_args.output_dir)
-    trainer.save_model(str(output_dir))
     results = {
         "dataset": script_args.dataset,
         "dataset_revision": script_args.dataset_revision,
@@ -145,8 +188,12 @@ def save_outputs(result: TrainingResult, script_args, model_args, training_args,
         "learning_rate": training_args.learning_rate,
         "repeat_score_learning_rate": training_args.repeat_score_learning_rate,
     }
+    text = strict_json(results, str(output_dir / RESULTS_FILE))
+    trainer.save_model(str(output_dir))
     if trainer.is_world_process_zero():
-        (output_dir / RESULTS_FILE).write_text(json.dumps(results, indent=2) + "\n")
+        partial = output_dir / f".{RESULTS_FILE}.tmp"
+        partial.write_text(text)
+        os.replace(partial, output_dir / RESULTS_FILE)
     return results
 
 
@@ -174,7 +221,13 @@ def publish(script_args: ScriptArguments, training_args: RecommenderTrainingArgu
 
 
 def main(script_args: ScriptArguments, model_args: ModelArguments, training_args: RecommenderTrainingArguments) -> dict:
-    """Train, save and (optionally) publish one recommender; returns the results written to ``results.json``."""
+    """Train, save and (optionally) publish one recommender; returns the results written to ``results.json``.
+
+    Raises:
+        TrainingRefused: before training, for an output folder that holds a model (without ``--overwrite``) and
+            for bad signals or text embeddings; during training, for a non-finite loss or metric.
+    """
+    refuse_to_overwrite_a_model(training_args.output_dir, script_args.overwrite, checkpoint_to_resume(training_args))
     benchmark = load_benchmark(script_args.dataset, script_args.dataset_revision)
     data = RecommendationData.from_benchmark(benchmark, script_args.dataset_revision)
     if script_args.max_users:
