@@ -91,6 +91,11 @@ class RecommenderTrainingArguments(TrainingArguments):
     eval_strategy: str = field(default="epoch", metadata={"help": "Validate by full ranking after every epoch."})
     save_strategy: str = field(default="best", metadata={"help": "Checkpoint only when validation improves."})
     logging_strategy: str = field(default="epoch", metadata={"help": "Log once per epoch."})
+    logging_nan_inf_filter: bool = field(
+        default=False,
+        metadata={"help": "Hide NaN/inf step losses from the logged loss (default false: a non-finite loss is logged "
+                  "and stops the run)."},
+    )
     save_total_limit: int = field(default=1, metadata={"help": "Checkpoints kept besides the best."})
     save_only_model: bool = field(default=True, metadata={"help": "Checkpoints without optimizer state."})
     load_best_model_at_end: bool = field(default=True, metadata={"help": "End with the best validation model."})

@@ -22,6 +22,7 @@ from lamar_hf.metrics import ranking_metrics, target_ranks
 from .arguments import ModelArguments, RecommenderTrainingArguments
 from .backbones import BACKBONES, Backbone, build_model, get_backbone
 from .data import IGNORE_INDEX, RecommendationData, next_item_prefixes, next_item_windows
+from .guards import StopOnNonFinite
 
 logger = logging.getLogger(__name__)
 
@@ -93,13 +94,14 @@ def recommender_trainer(
     eval_dataset=None,
     callbacks=(),
 ) -> Trainer:
-    """A ``Trainer`` wired for full-ranking validation and early stopping on ``args.metric_for_best_model``.
+    """A ``Trainer`` wired for full-ranking validation and early stopping on ``args.metric_for_best_model``; a
+    non-finite training loss or metric stops it (:class:`~lamar_hf.training.guards.StopOnNonFinite`).
 
     The Trainer itself never pushes to the Hub: the caller publishes once, with the model card, at the end.
     """
     args = copy.copy(args)
     args.push_to_hub = False
-    callbacks = list(callbacks)
+    callbacks = [*callbacks, StopOnNonFinite()]
     patience = getattr(args, "early_stopping_patience", 0)
     if train_dataset is not None and eval_dataset is not None and args.eval_strategy != "no" and patience > 0:
         callbacks.append(EarlyStoppingCallback(early_stopping_patience=patience))
