@@ -96,6 +96,16 @@ def test_a_damaged_weights_file_is_one_line_naming_it(tmp_path, capsys, saved_mo
     assert not (tmp_path / "tree").exists()
 
 
+def test_a_damaged_pytorch_weights_file_is_one_line_naming_the_folder(tmp_path, capsys, saved_model):
+    from safetensors.torch import load_file
+
+    (saved_model / "model.safetensors").rename(tmp_path / "kept.safetensors")
+    torch.save(load_file(tmp_path / "kept.safetensors"), saved_model / "pytorch_model.bin")
+    damage(saved_model / "pytorch_model.bin", "truncated")
+    code, errors = run_cli(capsys, "evaluate", "--model", saved_model, "--dataset", tmp_path / "no-dataset-needed")
+    assert code == 2 and len(errors) == 1 and f"{saved_model}: the model does not load" in errors[0]
+
+
 @pytest.mark.parametrize("name", ["{tmp}/missing-model", "./missing-model", "outputs/runs/missing-model"])
 def test_a_missing_model_path_is_reported_as_a_missing_folder(tmp_path, capsys, monkeypatch, name):
     monkeypatch.chdir(tmp_path)
@@ -228,6 +238,28 @@ def test_a_local_dataset_carried_from_a_folder_card_is_dropped(tmp_path, saved_m
     metadata = check_model_card_with_huggingface_hub(tmp_path / "tree" / "README.md")
     assert "datasets" not in metadata and "model-index" not in metadata
     assert "| test | ndcg@10 | 0.0421 |" in (tmp_path / "tree" / "README.md").read_text()
+
+
+def test_an_adapter_card_names_hub_datasets_only_with_a_hub_task_id(tmp_path, monkeypatch):
+    from peft import LoraConfig, get_peft_model
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    from lamar_hf.hub import publish_adapter
+
+    monkeypatch.chdir(tmp_path)
+    Path("outputs/exemplars").mkdir(parents=True)
+    base = LlamaForCausalLM(LlamaConfig(vocab_size=32, hidden_size=16, intermediate_size=32, num_hidden_layers=1,
+                                        num_attention_heads=2, num_key_value_heads=2))
+    adapter = get_peft_model(base, LoraConfig(r=2, target_modules=["q_proj", "v_proj"], task_type="CAUSAL_LM"))
+    adapter.save_pretrained(tmp_path / "lora")
+    for dataset, named in (("outputs/exemplars", None), ("org/lamar-beauty-enriched", ["org/lamar-beauty-enriched"])):
+        tree = tmp_path / f"tree-{bool(named)}"
+        publish_adapter(tmp_path / "lora", "org/lora", "v0.1.0", base_model="HuggingFaceTB/SmolLM2-135M-Instruct",
+                        eval_results={"validity": 0.9}, dataset=dataset, dry_run=tree)
+        metadata = check_model_card_with_huggingface_hub(tree / "README.md")
+        assert metadata.get("datasets") == named and ("model-index" in metadata) == bool(named)
+        assert metadata["pipeline_tag"] in known_hub_task_ids()
+        assert "outputs/exemplars" not in (tree / "README.md").read_text()
 
 
 def test_the_dataset_card_passes_huggingface_metadata_parsing_and_states_the_split_fingerprint(tmp_path):

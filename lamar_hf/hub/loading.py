@@ -8,6 +8,7 @@ rather than as a deserializer traceback.
 
 from __future__ import annotations
 
+import pickle
 from pathlib import Path
 
 
@@ -64,8 +65,15 @@ def load_recommender(name_or_path: str | Path, *, revision: str | None = None, t
                                          trust_remote_code=trust_remote_code)
     except SafetensorError as error:  # a file fetched from the Hub (the local ones were checked above)
         raise ModelLoadError(f"{name_or_path}: a weights file is truncated or corrupt ({error})") from None
-    except OSError as error:
+    except (OSError, RuntimeError, EOFError, pickle.UnpicklingError) as error:  # e.g. a damaged pytorch_model.bin
         if path.is_dir():
-            raise ModelLoadError(f"{path}: {str(error).strip().splitlines()[0]}") from None
-        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise ModelLoadError(f"{name_or_path} is not a folder here, and loading it as a Hub model failed: {reason}") from None
+            raise ModelLoadError(f"{path}: the model does not load ({first_line(error)})") from None
+        if not isinstance(error, OSError):
+            raise
+        raise ModelLoadError(f"{name_or_path} is not a folder here, and loading it as a Hub model failed: {first_line(error)}") from None
+
+
+def first_line(error: Exception) -> str:
+    """The first line of an error message (library errors often add a paragraph of advice), or its type."""
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__
