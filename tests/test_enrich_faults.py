@@ -245,7 +245,7 @@ def test_a_sigkill_between_the_renames_loses_no_signals_and_the_next_run_cleans_
     assert returncode == -signal.SIGKILL
     assert not (out / "signals").exists()  # the window the kill hit
     leftovers = sorted(path.name.split("-")[1] for path in out.glob(".signals-*"))
-    assert leftovers == ["new", "old"]
+    assert leftovers == ["old", "tmp"]
     recover_signals(out)  # what every later write_signals and lamar enrich does first
     assert load_dataset("parquet", data_files=str(out / SIGNALS_FILE), split="train")["item_id"] == [1, 2, 3]
     assert not list(out.glob(".signals-*"))
@@ -258,11 +258,11 @@ def test_stale_staging_folders_are_removed_but_not_those_of_a_running_process(tm
     try:
         dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
                               text=True, check=True).stdout.strip()
-        (out / f".signals-new-{dead}-0badf00d").mkdir()
+        (out / f".signals-tmp-{dead}-0badf00d").mkdir()
         (out / ".signals-1a2b3c4d").mkdir()  # named by an older version
-        (out / f".signals-new-{sleeper.pid}-12345678").mkdir()
+        (out / f".signals-tmp-{sleeper.pid}-12345678").mkdir()
         write_signals(enrich_items(items_dataset(3), RuleGenerator(), progress=False), out)
-        assert sorted(path.name for path in out.glob(".signals-*")) == [f".signals-new-{sleeper.pid}-12345678"]
+        assert sorted(path.name for path in out.glob(".signals-*")) == [f".signals-tmp-{sleeper.pid}-12345678"]
     finally:
         sleeper.kill()
         sleeper.wait()
@@ -314,3 +314,47 @@ def test_lamar_enrich_refuses_to_write_fewer_rows_over_a_fuller_signals_config(s
     assert len(load_dataset("parquet", data_files=str(folder / SIGNALS_FILE), split="train")) == 12
     assert main([*args, "--overwrite"]) == 0
     assert len(load_dataset("parquet", data_files=str(folder / SIGNALS_FILE), split="train")) == 5
+
+
+# -- the prepared folder (lamar prepare) shares the same swap --------------------------------------
+KILLED_SAVE = textwrap.dedent('''
+    import os, signal, sys
+    from pathlib import Path
+    from lamar_hf.data import Benchmark, leave_one_out
+    from lamar_hf.data.items import item_row, items_dataset
+
+    out = Path(sys.argv[1])
+    benchmark = Benchmark("tiny", items_dataset([item_row(n, f"ASIN{n}") for n in range(1, 6)]),
+                          leave_one_out({1: [1, 2, 3, 4], 2: [5, 4, 3]}))
+    rename = Path.rename
+
+    def rename_then_die(self, target):
+        moved = rename(self, target)
+        if self == out:
+            Path(sys.argv[2]).write_text("between the renames")
+            os.kill(os.getpid(), signal.SIGKILL)
+        return moved
+
+    Path.rename = rename_then_die
+    benchmark.save(out, overwrite=True)
+''')
+
+
+@pytest.mark.timeout(180)
+def test_a_sigkill_between_the_renames_of_lamar_prepare_keeps_the_old_folder_and_stale_staging_goes(tmp_path):
+    from lamar_hf.data import Benchmark, leave_one_out, load_prepared
+    from lamar_hf.data.items import item_row
+    from lamar_hf.data.items import items_dataset as benchmark_items
+
+    out = tmp_path / "beauty"
+    Benchmark("tiny", benchmark_items([item_row(n, f"ASIN{n}") for n in range(1, 4)]),
+              leave_one_out({1: [1, 2, 3]})).save(out)
+    marker = tmp_path / "killed"
+    assert run_until_marker(KILLED_SAVE, str(out), str(marker), marker=marker) == -signal.SIGKILL
+    assert not out.exists() and sorted(path.name.split(".")[2].split("-")[0] for path in tmp_path.glob(".beauty.*")) == [
+        "old", "tmp"]
+    (tmp_path / ".beauty.tmp-1a2b3c4d").mkdir()  # left by an older version
+    with pytest.raises(Exception, match="not empty"):  # the next run puts the old folder back, and keeps it
+        Benchmark("tiny", benchmark_items([item_row(1, "ASIN1")]), leave_one_out({1: [1, 1, 1]})).save(out)
+    assert len(load_prepared(out).items) == 3
+    assert not list(tmp_path.glob(".beauty.*"))

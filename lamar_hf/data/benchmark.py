@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -12,6 +11,7 @@ import pyarrow.parquet as pq
 from datasets import Dataset, DatasetDict
 from datasets.utils import disable_progress_bars, enable_progress_bars, are_progress_bars_disabled
 
+from ..staging import recover_folder, staging_path, swap_in
 from .errors import DataError
 from .schema import ITEM_FEATURES, METADATA_FIELDS, SEQUENCE_FEATURES, SEQUENCE_SPLITS
 from .splits import split_fingerprint, user_sequences
@@ -77,14 +77,16 @@ class Benchmark:
         """Write every config as parquet in the Hub layout (``{config}/{split}-00000-of-00001.parquet``), and
         ``lamar_prepare.json`` with the name, source, statistics and ``split_fingerprint`` (:func:`split_fingerprint`).
 
-        The folder is written to a temporary sibling and renamed into place, so a failure never leaves a
-        half-written ``out_dir``. An existing non-empty ``out_dir`` is only replaced with ``overwrite=True``.
+        The folder is written to a temporary sibling and swapped into place (:mod:`lamar_hf.staging`), so a
+        failure never leaves a half-written or missing ``out_dir``; the next save cleans up after a kill. An existing non-empty ``out_dir`` is only replaced with ``overwrite=True``.
         """
         out_dir = Path(out_dir)
+        prefix = f".{out_dir.name}."  # hidden siblings: .<name>.tmp-<pid>-<random>, .<name>.old-<pid>-<random>
+        recover_folder(out_dir, prefix, complete=lambda folder: (folder / MANIFEST).is_file())
         if out_dir.exists() and any(out_dir.iterdir()) and not overwrite:
             raise DataError("output folder exists and is not empty (pass overwrite=True / --overwrite)", out_dir)
         out_dir.parent.mkdir(parents=True, exist_ok=True)
-        staging = out_dir.parent / f".{out_dir.name}.tmp-{uuid.uuid4().hex[:8]}"
+        staging = staging_path(out_dir.parent, prefix)
         quiet = not are_progress_bars_disabled()
         if quiet:  # one bar per tiny parquet file is noise
             disable_progress_bars()
@@ -101,13 +103,7 @@ class Benchmark:
                 "statistics": self.statistics(),
             }
             (staging / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
-            if out_dir.exists():
-                retired = out_dir.parent / f".{out_dir.name}.old-{uuid.uuid4().hex[:8]}"
-                out_dir.rename(retired)
-                staging.rename(out_dir)
-                shutil.rmtree(retired)
-            else:
-                staging.rename(out_dir)
+            swap_in(staging, out_dir, prefix)
         finally:
             if quiet:
                 enable_progress_bars()

@@ -18,11 +18,10 @@ from __future__ import annotations
 
 import json
 import logging
-import os
+import re
 import shutil
 import sqlite3
 import time
-import uuid
 from collections.abc import Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -33,6 +32,7 @@ from tqdm.auto import tqdm
 import pyarrow.parquet as pq
 
 from .. import __version__
+from ..staging import recover_folder, staging_path, swap_in
 from .config import DEFAULT_DECODING, RETRY, DecodingSettings, resolve_signals, stable_hash
 from .generator import GeneratedText, Generator
 from .parsing import RULES_VERSION, describe_problems, find_problems, parse_answer
@@ -379,47 +379,19 @@ def _run_chunks(work, generator, builder, decoding, retry_decoding, run_fingerpr
     return [row for _, chunk_rows in sorted(produced, key=lambda pair: pair[0]) for row in chunk_rows]
 
 
-def _staging_folder(out_dir: Path, kind: str) -> Path:
-    """A hidden folder beside ``signals/``, named after this process so that a later run can tell it is stale."""
-    return out_dir / f".signals-{kind}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
-
-
-def _owner_is_running(folder: Path) -> bool:
-    try:
-        pid = int(folder.name.split("-")[2])
-    except (IndexError, ValueError):
-        return False  # named by an older version: nobody writes it any more
-    if pid == os.getpid():
-        return True
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+# Hidden siblings of signals/ while it is replaced: .signals-tmp-<pid>-<random>, .signals-old-<pid>-<random>.
+STAGING_PREFIX = ".signals-"
 
 
 def recover_signals(out_dir) -> None:
     """Clean up after a :func:`write_signals` that was killed: when ``signals/`` is missing because the
     kill came between setting the old folder aside and renaming the new one in, the old one is
-    put back; hidden ``.signals-*`` staging folders of processes that are gone are removed."""
-    out_dir = Path(out_dir)
-    if not out_dir.is_dir():
-        return
-    stale = [folder for folder in out_dir.glob(".signals-*") if folder.is_dir() and not _owner_is_running(folder)]
-    target = out_dir / SIGNALS_FILE.parent
-    if not target.exists():
-        aside = [folder for folder in stale
-                 if folder.name.startswith(".signals-old-") and (folder / SIGNALS_FILE.name).is_file()]
-        if aside:
-            newest = max(aside, key=lambda folder: folder.stat().st_mtime)
-            newest.rename(target)
-            stale.remove(newest)
-            logger.warning("%s: put back the signals that an interrupted write had set aside (%s)", target,
-                           newest.name)
-    for folder in stale:
-        shutil.rmtree(folder, ignore_errors=True)
+    put back; hidden staging folders of processes that are gone are removed."""
+    recover_folder(Path(out_dir) / SIGNALS_FILE.parent, STAGING_PREFIX,
+                   complete=lambda folder: (folder / SIGNALS_FILE.name).is_file())
+    for folder in Path(out_dir).glob(".signals-????????"):  # staging folders named by earlier code (no pid)
+        if folder.is_dir() and re.fullmatch(r"\.signals-[0-9a-f]{8}", folder.name):
+            shutil.rmtree(folder, ignore_errors=True)
 
 
 def existing_signal_rows(out_dir) -> int | None:
@@ -456,18 +428,11 @@ def write_signals(signals: Dataset, out_dir, manifest: dict | None = None, overw
     out_dir.mkdir(parents=True, exist_ok=True)
     recover_signals(out_dir)
     check_signals_overwrite(out_dir, len(signals), overwrite)
-    target = out_dir / SIGNALS_FILE.parent
-    staging = _staging_folder(out_dir, "new")
+    staging = staging_path(out_dir, STAGING_PREFIX)
     staging.mkdir()
     try:
         signals.to_parquet(str(staging / SIGNALS_FILE.name))
-        if target.exists():
-            aside = _staging_folder(out_dir, "old")
-            target.rename(aside)
-            staging.rename(target)
-            shutil.rmtree(aside)
-        else:
-            staging.rename(target)
+        swap_in(staging, out_dir / SIGNALS_FILE.parent, STAGING_PREFIX)
     finally:
         if staging.exists():
             shutil.rmtree(staging, ignore_errors=True)
