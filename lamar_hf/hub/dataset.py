@@ -74,7 +74,7 @@ def check_signals(benchmark: Benchmark, min_validity: float = DEFAULT_MIN_VALIDI
     if usable < min_validity * len(ids):
         raise PublishError(
             f"{where}: only {usable:,} of {len(ids):,} signal rows are valid (status {' / '.join(USABLE_SIGNAL_STATUSES)}), "
-            f"validity {usable / len(ids):.1%} < {min_validity:.0%}; regenerate the failed rows, or lower the "
+            f"validity {usable / len(ids):.1%} < {min_validity:.0%}; regenerate the rows that are not valid, or lower the "
             "threshold with --min-validity"
         )
     return signals
