@@ -50,9 +50,19 @@ class ModelArguments:
         default=None, metadata={"help": "bert4rec: probability that a training item is masked (default 0.2)."}
     )
     loss_type: str = field(
-        default="ce", metadata={"help": "'ce': softmax cross-entropy over all items; 'bce': sampled-negative BCE."}
+        default="ce",
+        metadata={"help": "'ce': softmax cross-entropy over all items; 'bce': BCE against sampled negatives (SASRec); "
+                  "'sampled_softmax': softmax over the target and sampled negatives (SASRec+SS); 'gbce': gSASRec's gBCE."},
     )
-    num_negatives: int = field(default=1, metadata={"help": "Sampled negatives per position with --loss_type bce."})
+    num_negatives: int = field(
+        default=1,
+        metadata={"help": "Sampled negatives: per position with bce, per batch (shared) with sampled_softmax and gbce."},
+    )
+    negative_sampling: str = field(
+        default="uniform",
+        metadata={"help": "sampled_softmax: draw negatives 'uniform' or by training 'popularity' (with logQ correction)."},
+    )
+    gbce_t: float = field(default=0.75, metadata={"help": "gbce: calibration t in [0, 1] (0: plain BCE)."})
     signals: str = field(
         default="",
         metadata={"help": "Comma-separated signal columns to fuse, e.g. 'scenario,intent,topic' (empty: none)."},

@@ -33,7 +33,8 @@ from .data import NextItemCollator, last_item_examples, next_item_windows
 # Hyper-parameters every backbone takes; each backbone adds its own. An argument left at None keeps the
 # backbone's own default (its config class's), e.g. dropout 0.5 for SASRec, 0.3 for GRU4Rec, 0.2 for BERT4Rec.
 COMMON_HYPERPARAMETERS = (
-    "hidden_size", "num_hidden_layers", "max_history_length", "hidden_dropout_prob", "loss_type", "num_negatives"
+    "hidden_size", "num_hidden_layers", "max_history_length", "hidden_dropout_prob",
+    "loss_type", "num_negatives", "negative_sampling", "gbce_t",
 )
 TRANSFORMER_HYPERPARAMETERS = ("num_attention_heads", "intermediate_size", "attention_dropout_prob")
 # Arguments that default to None and that only some backbones take: setting one for another backbone is a mistake.
@@ -89,11 +90,12 @@ def get_backbone(name: str) -> Backbone:
     return BACKBONES[name]
 
 
-def build_model(args: ModelArguments, num_items: int, text_embeddings: dict | None = None):
-    """A freshly initialised model of ``args.backbone`` for ``num_items`` items, holding the text embeddings it fuses.
+def build_model(args: ModelArguments, num_items: int, text_embeddings: dict | None = None, item_counts=None):
+    """A freshly initialised model of ``args.backbone`` for ``num_items`` items, holding the text embeddings it fuses
+    and, for ``--negative_sampling popularity``, the training ``item_counts`` (``[num_items + 1]``) it draws by.
 
     Raises:
-        ValueError: when a text kind the arguments ask for has no embeddings.
+        ValueError: when a text kind the arguments ask for has no embeddings, or popularity sampling has no counts.
     """
     backbone = get_backbone(args.backbone)
     text_kinds = args.text_kinds()
@@ -105,6 +107,10 @@ def build_model(args: ModelArguments, num_items: int, text_embeddings: dict | No
     model = backbone.model_class(config)
     if text_kinds:
         model.set_text_embeddings({kind: text_embeddings[kind] for kind in text_kinds})
+    if config.negative_sampling == "popularity":
+        if item_counts is None:
+            raise ValueError("--negative_sampling popularity needs the training item counts")
+        model.set_item_counts(item_counts)
     return model
 
 

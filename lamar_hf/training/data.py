@@ -62,6 +62,11 @@ class RecommendationData:
         """Each user's training sequence (the ``train`` history followed by its target)."""
         return [history + [target] for history, target in zip(self.histories["train"], self.targets["train"])]
 
+    def item_counts(self) -> torch.Tensor:
+        """``[num_items + 1]``: how often each item occurs in the training sequences (row 0, padding, is 0)."""
+        items = torch.tensor([item for sequence in self.training_sequences() for item in sequence], dtype=torch.long)
+        return torch.bincount(items, minlength=self.num_items + 1).float()
+
     def first_users(self, count: int) -> RecommendationData:
         """The same benchmark restricted to its first ``count`` users (for smoke runs); the item catalogue is kept."""
         subset = RecommendationData(

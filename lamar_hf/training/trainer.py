@@ -178,7 +178,8 @@ def train_recommender(
     """
     backbone = get_backbone(model_args.backbone)
     set_seed(training_args.seed)
-    model = build_model(model_args, data.num_items, text_embeddings)
+    item_counts = data.item_counts() if model_args.negative_sampling == "popularity" else None
+    model = build_model(model_args, data.num_items, text_embeddings, item_counts)
     length = model_args.max_history_length
     train_dataset = training_examples(backbone, training_args)(data.training_sequences(), length)
     validation = backbone.eval_examples(data.histories["validation"], data.targets["validation"], length)

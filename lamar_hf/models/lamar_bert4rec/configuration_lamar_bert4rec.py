@@ -3,7 +3,8 @@
 from transformers import PretrainedConfig
 
 FUSION_MODES = ("none", "add", "concat", "gate")
-LOSS_TYPES = ("ce", "bce")
+LOSS_TYPES = ("ce", "bce", "sampled_softmax", "gbce")
+NEGATIVE_SAMPLING = ("uniform", "popularity")
 
 
 class LamarBERT4RecConfig(PretrainedConfig):
@@ -33,9 +34,17 @@ class LamarBERT4RecConfig(PretrainedConfig):
             item per sequence is masked).
         layer_norm_eps: epsilon of the layer norms.
         initializer_range: standard deviation of the normal initialisation.
-        loss_type: ``"ce"`` (softmax cross-entropy over all items) or ``"bce"`` (binary cross-entropy against
-            ``num_negatives`` uniformly sampled items per masked position).
-        num_negatives: negatives per position for ``loss_type="bce"``.
+        loss_type: ``"ce"`` (softmax cross-entropy over all items), ``"bce"`` (binary cross-entropy against
+            ``num_negatives`` uniformly drawn items per position), ``"sampled_softmax"`` (softmax
+            cross-entropy over the target and ``num_negatives`` drawn items, the "SS" of RecTools' SASRec+SS) or
+            ``"gbce"`` (gSASRec's generalised BCE, Petrov & Macdonald, RecSys 2023, against ``num_negatives`` uniform
+            items). ``sampled_softmax`` and ``gbce`` draw one set of negatives that every position of a batch shares.
+        num_negatives: negatives per position (``bce``) or per batch (``sampled_softmax``, ``gbce``).
+        negative_sampling: how ``sampled_softmax`` draws its negatives: ``"uniform"`` over items 1..``num_items``,
+            or ``"popularity"``, in proportion to each item's training count (``set_item_counts``), with the logQ
+            correction (the log of an item's draw probability is subtracted from its score as a negative).
+        gbce_t: gBCE's calibration in [0, 1]: the target's probability is raised to ``beta = alpha * (gbce_t *
+            (1 - 1 / alpha) + 1 / alpha)`` with ``alpha = num_negatives / (num_items - 1)`` (0: plain BCE).
         fusion: one of ``"none"``, ``"add"``, ``"concat"``, ``"gate"``.
         text_kinds: names of the embedded item texts, in the order of the model's ``text_embeddings`` buffer.
         text_embedding_dim: size of one text embedding (384 for all-MiniLM-L6-v2).
@@ -59,6 +68,8 @@ class LamarBERT4RecConfig(PretrainedConfig):
         initializer_range: float = 0.02,
         loss_type: str = "ce",
         num_negatives: int = 1,
+        negative_sampling: str = "uniform",
+        gbce_t: float = 0.75,
         fusion: str = "none",
         text_kinds: list[str] | tuple[str, ...] = (),
         text_embedding_dim: int = 384,
@@ -69,6 +80,16 @@ class LamarBERT4RecConfig(PretrainedConfig):
             raise ValueError(f"fusion must be one of {', '.join(FUSION_MODES)}, got {fusion!r}")
         if loss_type not in LOSS_TYPES:
             raise ValueError(f"loss_type must be one of {', '.join(LOSS_TYPES)}, got {loss_type!r}")
+        if negative_sampling not in NEGATIVE_SAMPLING:
+            raise ValueError(f"negative_sampling must be one of {', '.join(NEGATIVE_SAMPLING)}, got {negative_sampling!r}")
+        if negative_sampling == "popularity" and loss_type != "sampled_softmax":
+            raise ValueError(
+                f"negative_sampling='popularity' (with its logQ correction) needs loss_type='sampled_softmax', got {loss_type!r}"
+            )
+        if loss_type != "ce" and num_negatives < 1:
+            raise ValueError(f"loss_type={loss_type!r} needs num_negatives of at least 1, got {num_negatives}")
+        if not 0 <= gbce_t <= 1:
+            raise ValueError(f"gbce_t must be in [0, 1], got {gbce_t}")
         text_kinds = list(text_kinds)
         if fusion != "none" and not text_kinds:
             raise ValueError(f"fusion={fusion!r} needs at least one entry in text_kinds")
@@ -93,6 +114,8 @@ class LamarBERT4RecConfig(PretrainedConfig):
         self.initializer_range = initializer_range
         self.loss_type = loss_type
         self.num_negatives = num_negatives
+        self.negative_sampling = negative_sampling
+        self.gbce_t = gbce_t
         self.fusion = fusion
         # With fusion "none" no texts are used, whatever was asked.
         self.text_kinds = text_kinds if fusion != "none" else []

@@ -22,6 +22,7 @@ Attention is bidirectional; padding is never attended, and outputs at padding po
 
 from __future__ import annotations
 
+import math
 import operator
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -45,7 +46,7 @@ class LamarBERT4RecOutput(ModelOutput):
     logits: ``[num_scored, num_items + 1]`` scores of every item (column 0, padding, is ``-inf``): one row per
         masked position in row-major order while training, else one row per sequence (with a label, when
         ``labels`` are given) for the item that follows its last item. ``None`` while training with the sampled
-        BCE loss, which never needs them.
+        losses, which never need them.
     last_hidden_state: ``[batch, length', hidden_size]`` over the sequences as the encoder saw them (masked, or
         with the mask token appended), only when ``output_hidden_states=True``.
     """
@@ -152,6 +153,12 @@ class LamarBERT4RecModel(LamarBERT4RecPreTrainedModel):
             raise ValueError(f"num_items must be at least 1, got {config.num_items}")
         self.mask_token_id = config.num_items + 1
         self.item_table = LamarBERT4RecItemTable(config)
+        if config.loss_type == "gbce" and config.num_negatives > config.num_items - 1:
+            raise ValueError(
+                f"gbce needs num_negatives of at most num_items - 1 ({config.num_items - 1}), got {config.num_negatives}"
+            )
+        if config.negative_sampling == "popularity":  # the training counts negatives are drawn by (set_item_counts)
+            self.register_buffer("item_counts", torch.zeros(config.num_items + 1), persistent=True)
         # Its own row, outside the item table, so that the mask token is an input only and never recommended.
         self.mask_embedding = nn.Embedding(1, config.hidden_size)
         self.position_embeddings = nn.Embedding(config.max_history_length, config.hidden_size)
@@ -191,6 +198,22 @@ class LamarBERT4RecModel(LamarBERT4RecPreTrainedModel):
         stacked = torch.cat([torch.as_tensor(embeddings[kind]).to(buffer) for kind in config.text_kinds], dim=-1)
         with torch.no_grad():
             buffer.copy_(stacked)
+
+    # Copied from lamar_hf.models.lamar_sasrec.modeling_lamar_sasrec.LamarSASRecModel.set_item_counts
+    def set_item_counts(self, counts) -> None:
+        """Store how often each item occurs in the training data, ``[num_items + 1]`` (row 0, padding, is ignored):
+        ``negative_sampling="popularity"`` draws negatives in proportion to these counts."""
+        if self.config.negative_sampling != "popularity":
+            raise ValueError("this model draws negatives uniformly (negative_sampling='uniform'): it uses no item counts")
+        counts = torch.as_tensor(counts, dtype=self.item_counts.dtype)
+        expected = (self.config.num_items + 1,)
+        if tuple(counts.shape) != expected:
+            raise ValueError(f"item counts have shape {tuple(counts.shape)}, expected {expected}")
+        if (counts < 0).any() or not counts[1:].any():
+            raise ValueError("item counts must be non-negative, with at least one item counted")
+        with torch.no_grad():
+            self.item_counts.copy_(counts)
+            self.item_counts[0] = 0  # padding is never drawn
 
     def forward(
         self,
@@ -252,8 +275,8 @@ class LamarBERT4RecModel(LamarBERT4RecPreTrainedModel):
                 queries, targets = queries[labelled], next_items[labelled]
 
         loss = logits = None
-        if self.config.loss_type == "bce" and targets is not None:
-            loss = self._sampled_bce_loss(queries, targets, item_table)
+        if self.config.loss_type != "ce" and targets is not None:
+            loss = self._sampled_loss(queries, targets, item_table)
         if not (self.training and loss is not None):
             logits = queries @ item_table.T
             logits[:, 0] = float("-inf")  # padding is never recommended
@@ -286,21 +309,55 @@ class LamarBERT4RecModel(LamarBERT4RecPreTrainedModel):
             hidden = layer(hidden, attention_mask)
         return hidden
 
-    # Copied from lamar_hf.models.lamar_sasrec.modeling_lamar_sasrec.LamarSASRecModel._sampled_bce_loss
-    def _sampled_bce_loss(self, queries, targets, item_table, score_shift=None) -> torch.Tensor:
-        """Binary cross-entropy of each target against ``num_negatives`` items drawn uniformly from all items
-        (a draw may hit the target; with thousands of items that is rare and harmless). ``score_shift``, if given,
-        maps the scored items ``[n, 1 + num_negatives]`` (target first) to amounts added to their scores."""
-        negatives = torch.randint(
-            1, self.config.num_items + 1, (targets.shape[0], self.config.num_negatives), device=targets.device
-        )
-        candidates = torch.cat([targets[:, None], negatives], dim=1)
-        scores = torch.einsum("nd,nkd->nk", queries, item_table[candidates])
+    # Copied from lamar_hf.models.lamar_sasrec.modeling_lamar_sasrec.LamarSASRecModel._sampled_loss
+    def _sampled_loss(self, queries, targets, item_table, score_shift=None) -> torch.Tensor:
+        """The ``config.loss_type`` loss of each query's target against drawn negatives (a draw may hit the target;
+        with thousands of items that is rare and harmless). ``score_shift``, if given, maps items ``[n, k]`` (``k``
+        per query) to amounts added to their scores."""
+        config = self.config
+        if config.loss_type == "bce":  # the original SASRec objective: each position has negatives of its own
+            negatives = self._draw_negatives((targets.shape[0], config.num_negatives), targets.device)
+            negative_scores = torch.einsum("nd,nkd->nk", queries, item_table[negatives])
+        else:  # one draw for the batch: a [n, d] x [d, k] product instead of gathering n * k item rows
+            negatives = self._draw_negatives((config.num_negatives,), targets.device)
+            negative_scores = queries @ item_table[negatives].T
+            negatives = negatives.expand(targets.shape[0], -1)
+        positive_scores = (queries * item_table[targets]).sum(-1)
         if score_shift is not None:
-            scores = scores + score_shift(candidates)
-        return F.binary_cross_entropy_with_logits(
-            scores[:, 0], torch.ones_like(scores[:, 0])
-        ) + F.binary_cross_entropy_with_logits(scores[:, 1:], torch.zeros_like(scores[:, 1:]))
+            positive_scores = positive_scores + score_shift(targets[:, None])[:, 0]
+            negative_scores = negative_scores + score_shift(negatives)
+        if config.loss_type == "bce":
+            return F.binary_cross_entropy_with_logits(
+                positive_scores, torch.ones_like(positive_scores)
+            ) + F.binary_cross_entropy_with_logits(negative_scores, torch.zeros_like(negative_scores))
+        if config.loss_type == "gbce":
+            # gSASRec: -log(sigmoid(s) ** beta) = beta * softplus(-s) for the target, plain BCE for the negatives,
+            # averaged over all scores as in the authors' code.
+            alpha = config.num_negatives / (config.num_items - 1)
+            beta = alpha * (config.gbce_t * (1 - 1 / alpha) + 1 / alpha)
+            total = beta * F.softplus(-positive_scores).sum() + F.softplus(negative_scores).sum()
+            return total / (positive_scores.numel() + negative_scores.numel())
+        if config.negative_sampling == "popularity":  # logQ correction: popular items are not pushed down for being drawn often
+            negative_scores = negative_scores - self._draw_log_probabilities()[negatives]
+        logits = torch.cat([positive_scores[:, None], negative_scores], dim=1)
+        return F.cross_entropy(logits, torch.zeros_like(targets))
+
+    # Copied from lamar_hf.models.lamar_sasrec.modeling_lamar_sasrec.LamarSASRecModel._draw_log_probabilities
+    def _draw_log_probabilities(self) -> torch.Tensor:
+        """``[num_items + 1]``: the log probability that a popularity draw picks each item."""
+        counts = self.item_counts
+        if not counts.any():
+            raise ValueError("popularity sampling needs the training item counts: call set_item_counts first")
+        return (counts / counts.sum()).log()
+
+    # Copied from lamar_hf.models.lamar_sasrec.modeling_lamar_sasrec.LamarSASRecModel._draw_negatives
+    def _draw_negatives(self, shape: tuple[int, ...], device) -> torch.Tensor:
+        """Item ids of ``shape`` drawn with replacement from items 1..num_items (never padding), uniformly or, with
+        ``negative_sampling="popularity"``, in proportion to the training counts."""
+        if self.config.negative_sampling == "popularity":
+            probabilities = self._draw_log_probabilities().exp()
+            return torch.multinomial(probabilities, math.prod(shape), replacement=True).view(shape)
+        return torch.randint(1, self.config.num_items + 1, shape, device=device)
 
     # Copied from lamar_hf.models.lamar_sasrec.modeling_lamar_sasrec.LamarSASRecModel._check_histories
     def _check_histories(self, histories: Sequence[Sequence[int]]) -> list[list[int]]:

@@ -1,0 +1,240 @@
+"""The losses of the strong baselines on tiny configs of every backbone: sampled softmax over drawn negatives (the
+"SS" of RecTools' SASRec+SS, optionally drawn by popularity with the logQ correction) and gSASRec's gBCE, beside
+full-softmax CE and sampled BCE; their settings, their draws, their wiring into training, and save/load."""
+
+import pytest
+import torch
+import torch.nn.functional as F
+from transformers import AutoModel, HfArgumentParser
+
+import backbone_battery as battery
+from backbone_battery import NUM_ITEMS, last_item_labels, next_item_labels, random_sequences
+from lamar_hf.training import ModelArguments, build_model
+from test_backbones import BACKBONES, SASREC
+
+NEGATIVES = 20
+SAMPLED_LOSSES = [
+    pytest.param({"loss_type": "bce"}, id="bce"),
+    pytest.param({"loss_type": "sampled_softmax"}, id="sampled_softmax"),
+    pytest.param({"loss_type": "sampled_softmax", "negative_sampling": "popularity"}, id="sampled_softmax-popularity"),
+    pytest.param({"loss_type": "gbce"}, id="gbce"),
+]
+
+
+def skewed_counts(zero_items=(3, 4, 5)) -> torch.Tensor:
+    """Training counts with a popular head, a long tail and a few items never seen (never to be drawn)."""
+    counts = torch.arange(NUM_ITEMS + 1, 0, -1).float()
+    counts[list(zero_items)] = 0
+    return counts
+
+
+def sampled_model(backbone: battery.Backbone, seed: int = 0, **settings):
+    model = backbone.model(seed, num_negatives=NEGATIVES, **settings)
+    if model.config.negative_sampling == "popularity":
+        model.set_item_counts(skewed_counts())
+    return model
+
+
+def chain_sequences(count: int) -> list[list[int]]:
+    """Item i is always followed by i + 1 (a task a model learns in a few steps)."""
+    return [[(start + step) % NUM_ITEMS + 1 for step in range(7)] for start in range(0, 3 * count, 3)]
+
+
+def recording_draws(model) -> list[torch.Tensor]:
+    """Wrap the model's negative sampler so that every id it draws is kept for the test to look at."""
+    drawn, draw = [], model._draw_negatives
+
+    def recorded(*args, **kwargs):
+        negatives = draw(*args, **kwargs)
+        drawn.append(negatives.clone())
+        return negatives
+
+    model._draw_negatives = recorded
+    return drawn
+
+
+@pytest.mark.parametrize("settings", SAMPLED_LOSSES)
+@pytest.mark.parametrize("backbone", BACKBONES)
+def test_each_sampled_loss_falls_in_a_few_steps(backbone, settings):
+    no_dropout = {"hidden_dropout_prob": 0.0} | ({} if backbone.name == "gru4rec" else {"attention_dropout_prob": 0.0})
+    model = sampled_model(backbone, **settings, **no_dropout)
+    input_ids, labels = next_item_labels(chain_sequences(16))
+    model.train()
+
+    def loss_on_fixed_draws() -> float:  # the same negatives (and BERT4Rec masks) before and after training
+        total = 0.0
+        for seed in range(5):
+            torch.manual_seed(100 + seed)
+            total += model(input_ids, labels=labels).loss.item()
+        return total
+
+    before = loss_on_fixed_draws()
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
+    for step in range(40):
+        torch.manual_seed(step)
+        out = model(input_ids, labels=labels)
+        assert out.logits is None, "a sampled loss never needs the full logits in training"
+        optimizer.zero_grad()
+        out.loss.backward()
+        optimizer.step()
+    assert loss_on_fixed_draws() < 0.95 * before
+
+
+@pytest.mark.parametrize("settings", SAMPLED_LOSSES)
+@pytest.mark.parametrize("backbone", BACKBONES)
+def test_sampled_negatives_are_real_items_never_padding(backbone, settings):
+    model = sampled_model(backbone, **settings)
+    drawn = recording_draws(model)
+    model.train()
+    for seed in range(20):
+        torch.manual_seed(seed)
+        model(*next_item_labels(random_sequences(8, seed=seed)))
+    ids = torch.cat([negatives.reshape(-1) for negatives in drawn])
+    assert len(drawn) == 20 and ids.dtype == torch.long
+    assert int(ids.min()) >= 1 and int(ids.max()) <= NUM_ITEMS
+    if settings["loss_type"] == "bce":  # negatives of its own for each labelled position
+        assert drawn[0].shape[1] == NEGATIVES and drawn[0].shape[0] > 1
+    else:  # one draw shared by the batch
+        assert all(negatives.shape == (NEGATIVES,) for negatives in drawn)
+    if settings.get("negative_sampling") == "popularity":
+        assert not set(ids.tolist()) & {3, 4, 5}, "an item never seen in training is never drawn"
+
+
+def test_uniform_draws_cover_every_item_and_popularity_draws_follow_the_counts():
+    model = sampled_model(SASREC, loss_type="sampled_softmax")
+    torch.manual_seed(0)
+    uniform = model._draw_negatives((20_000,), "cpu")
+    assert set(uniform.tolist()) == set(range(1, NUM_ITEMS + 1))
+    popular = sampled_model(SASREC, loss_type="sampled_softmax", negative_sampling="popularity")
+    draws = popular._draw_negatives((50_000,), "cpu")
+    frequencies = torch.bincount(draws, minlength=NUM_ITEMS + 1).float() / draws.numel()
+    counts = skewed_counts()
+    counts[0] = 0
+    torch.testing.assert_close(frequencies, counts / counts.sum(), rtol=0, atol=0.01)
+
+
+def scores_of(model, input_ids, labels):
+    """In evaluation (no dropout, no masking) a sampled loss is computed beside the full logits it samples from:
+    the output, each target's score, each row's scores of the drawn negatives, and the negatives' ids."""
+    model.eval()
+    drawn = recording_draws(model)
+    out = model(input_ids, labels=labels)
+    targets = labels[labels != -100]
+    (negatives,) = drawn
+    return out, out.logits[torch.arange(len(targets)), targets], out.logits[:, negatives], negatives
+
+
+EVALUATION_BATCH = ([[1, 2, 3], [4, 5, 6, 7], [9]], [4, 30, 2])
+
+
+@pytest.mark.parametrize("backbone", BACKBONES)
+def test_sampled_softmax_is_cross_entropy_over_the_target_and_its_negatives(backbone):
+    model = sampled_model(backbone, loss_type="sampled_softmax")
+    out, positive, negative, _ = scores_of(model, *last_item_labels(*EVALUATION_BATCH))
+    expected = F.cross_entropy(torch.cat([positive[:, None], negative], dim=1), torch.zeros(3, dtype=torch.long))
+    torch.testing.assert_close(out.loss, expected)
+
+
+@pytest.mark.parametrize("backbone", BACKBONES)
+def test_logq_correction_subtracts_the_log_draw_probability_from_each_negative(backbone):
+    model = sampled_model(backbone, loss_type="sampled_softmax", negative_sampling="popularity")
+    out, positive, negative, negatives = scores_of(model, *last_item_labels(*EVALUATION_BATCH))
+    counts = skewed_counts()
+    counts[0] = 0
+    log_q = (counts / counts.sum()).log()[negatives]
+    assert torch.isfinite(log_q).all() and log_q.unique().numel() > 1
+    targets = torch.zeros(3, dtype=torch.long)
+    corrected = F.cross_entropy(torch.cat([positive[:, None], negative - log_q], dim=1), targets)
+    uncorrected = F.cross_entropy(torch.cat([positive[:, None], negative], dim=1), targets)
+    assert not torch.allclose(corrected, uncorrected)
+    torch.testing.assert_close(out.loss, corrected)
+
+
+@pytest.mark.parametrize("gbce_t", [0.0, 0.75, 1.0])
+@pytest.mark.parametrize("backbone", BACKBONES)
+def test_gbce_raises_the_target_probability_to_beta(backbone, gbce_t):
+    model = sampled_model(backbone, loss_type="gbce", gbce_t=gbce_t)
+    out, positive, negative, _ = scores_of(model, *last_item_labels(*EVALUATION_BATCH))
+    alpha = NEGATIVES / (NUM_ITEMS - 1)
+    beta = alpha * (gbce_t * (1 - 1 / alpha) + 1 / alpha)  # Petrov & Macdonald, RecSys 2023, eq. for beta
+    assert beta == pytest.approx({0.0: 1.0, 1.0: alpha}.get(gbce_t, beta))
+    # BCE with sigmoid(s) ** beta as the target's probability, averaged over all scores as in the gSASRec code.
+    positive_terms = -torch.log(torch.sigmoid(positive.double()) ** beta)
+    negative_terms = -torch.log(1 - torch.sigmoid(negative.double()))
+    expected = torch.cat([positive_terms, negative_terms.reshape(-1)]).mean()
+    torch.testing.assert_close(out.loss.double(), expected)
+    if gbce_t == 0.0:  # t = 0 is plain BCE over the target and its negatives
+        scores = torch.cat([positive[:, None], negative], dim=1)
+        plain = F.binary_cross_entropy_with_logits(scores, torch.zeros_like(scores).index_fill_(1, torch.tensor([0]), 1))
+        torch.testing.assert_close(out.loss, plain)
+
+
+@pytest.mark.parametrize(
+    ("settings", "message"),
+    [
+        ({"loss_type": "softmax"}, "loss_type must be one of ce, bce, sampled_softmax, gbce"),
+        ({"loss_type": "sampled_softmax", "negative_sampling": "zipf"}, "negative_sampling must be one of"),
+        ({"loss_type": "gbce", "negative_sampling": "popularity"}, "needs loss_type='sampled_softmax'"),
+        ({"loss_type": "sampled_softmax", "num_negatives": 0}, "needs num_negatives of at least 1"),
+        ({"loss_type": "gbce", "gbce_t": 1.5}, r"gbce_t must be in \[0, 1\]"),
+    ],
+)
+@pytest.mark.parametrize("backbone", BACKBONES)
+def test_bad_loss_settings_are_refused_by_the_config(backbone, settings, message):
+    with pytest.raises(ValueError, match=message):
+        backbone.config(**settings)
+
+
+@pytest.mark.parametrize("backbone", BACKBONES)
+def test_bad_negatives_and_counts_are_refused_by_the_model(backbone):
+    with pytest.raises(ValueError, match="at most num_items - 1"):
+        backbone.model(loss_type="gbce", num_negatives=NUM_ITEMS)
+    with pytest.raises(ValueError, match="uses no item counts"):
+        backbone.model(loss_type="sampled_softmax").set_item_counts(skewed_counts())
+    popular = backbone.model(loss_type="sampled_softmax", negative_sampling="popularity", num_negatives=NEGATIVES)
+    with pytest.raises(ValueError, match="shape"):
+        popular.set_item_counts(torch.ones(NUM_ITEMS))
+    with pytest.raises(ValueError, match="non-negative"):
+        popular.set_item_counts(-skewed_counts())
+    popular.train()
+    with pytest.raises(ValueError, match="call set_item_counts first"):
+        popular(*next_item_labels(random_sequences(4, seed=0)))
+
+
+@pytest.mark.parametrize("settings", SAMPLED_LOSSES)
+@pytest.mark.parametrize("backbone", BACKBONES)
+def test_save_and_load_keep_the_loss_and_the_counts(backbone, settings, tmp_path):
+    backbone.register()
+    model = sampled_model(backbone, **settings)
+    model.save_pretrained(tmp_path)
+    loaded = AutoModel.from_pretrained(tmp_path)
+    for name in ("loss_type", "num_negatives", "negative_sampling", "gbce_t"):
+        assert getattr(loaded.config, name) == getattr(model.config, name)
+    if model.config.negative_sampling == "popularity":
+        assert torch.equal(loaded.item_counts, model.item_counts) and loaded.item_counts[0] == 0
+    histories = [[1, 2, 3], [7, 8]]
+    torch.testing.assert_close(loaded.score(histories), model.score(histories))
+    input_ids, labels = last_item_labels(*EVALUATION_BATCH)
+    model.eval(), loaded.eval()
+    torch.manual_seed(5)
+    expected = model(input_ids, labels=labels).loss
+    torch.manual_seed(5)
+    torch.testing.assert_close(loaded(input_ids, labels=labels).loss, expected)
+
+
+def test_loss_arguments_reach_the_config_of_every_backbone():
+    parser = HfArgumentParser(ModelArguments)
+    for backbone in ("sasrec", "gru4rec", "bert4rec"):
+        (args,) = parser.parse_args_into_dataclasses([
+            "--backbone", backbone, "--loss_type", "sampled_softmax", "--num_negatives", "7",
+            "--negative_sampling", "popularity",
+        ])
+        with pytest.raises(ValueError, match="needs the training item counts"):
+            build_model(args, num_items=20)
+        counts = torch.arange(21).float()
+        model = build_model(args, num_items=20, item_counts=counts)
+        config = model.config
+        assert (config.loss_type, config.num_negatives, config.negative_sampling) == ("sampled_softmax", 7, "popularity")
+        assert torch.equal(model.item_counts[1:], counts[1:])
+        (args,) = parser.parse_args_into_dataclasses(["--backbone", backbone, "--loss_type", "gbce", "--gbce_t", "0.5"])
+        assert build_model(args, num_items=20).config.gbce_t == 0.5
