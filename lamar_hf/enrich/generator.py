@@ -448,9 +448,10 @@ class EndpointGenerator(Generator):
             raise TransientError(f"{type(reason).__name__}: {reason}") from None
 
     def _with_retries(self, method: str, path: str, payload: dict | None = None) -> dict:
-        start = time.monotonic()
+        start, attempt = time.monotonic(), 0
         attempts = 1 if self._gave_up else self.retry.max_attempts
-        for attempt in range(1, attempts + 1):
+        while True:
+            attempt += 1
             try:
                 answer = self._request(method, path, payload)
                 self._gave_up = False
@@ -458,11 +459,10 @@ class EndpointGenerator(Generator):
             except TransientError as error:
                 wait = self.retry.wait(attempt, error.retry_after)
                 out_of_time = time.monotonic() - start + wait > self.retry.max_seconds
-                if attempt == attempts or out_of_time or self._gave_up:
+                if attempt >= attempts or out_of_time or self._gave_up:
                     self._gave_up = True
                     raise TransientError(f"{error} (gave up after {attempt} attempt(s))") from None
                 time.sleep(wait)
-        raise AssertionError("unreachable")
 
     def _one(self, conversation: list[dict], decoding: DecodingSettings) -> str:
         payload = {"model": self.served_model, "messages": conversation, "max_tokens": decoding.max_new_tokens}

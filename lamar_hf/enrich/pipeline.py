@@ -26,10 +26,9 @@ from collections.abc import Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
+import pyarrow.parquet as pq
 from datasets import Dataset, Features, Value, concatenate_datasets
 from tqdm.auto import tqdm
-
-import pyarrow.parquet as pq
 
 from .. import __version__
 from ..staging import recover_folder, staging_path, swap_in
