@@ -18,10 +18,13 @@ grid, in parallel processes; finished runs are reused, so the command can be rep
 
     python benchmarks/experiment.py run --config benchmarks/configs/beauty_sasrec.yaml --jobs 2
 
-A reduced grid (some settings, seeds or variants; written as ``<name>_reduced`` unless ``--name`` is given)::
+A reduced grid (some settings, seeds or variants; written as ``<name>_reduced`` unless ``--name`` is given), and a
+smoke run on a few users with every setting cut to two epochs::
 
     python benchmarks/experiment.py run --config benchmarks/configs/beauty_sasrec.yaml \\
         --settings "reference,full softmax" --seeds 0 --variants id-only
+    python benchmarks/experiment.py run --config benchmarks/configs/beauty_sasrec.yaml --variants id-only \\
+        --seeds 0 --max_users 300 --override num_train_epochs=2
 
 Step 3: the table from run records, wherever they were trained (one device and one split per table)::
 
@@ -149,24 +152,38 @@ def load_grid(path) -> Grid:
         if name in settings:
             raise SystemExit(f"grid file {path}: two settings are named {name!r}")
         settings[name] = entry
+    grid = Grid(name=path.stem, path=str(path), dataset=spec.get("dataset"), backbones=list(spec["backbones"]),
+                variants=variants, seeds=[int(seed) for seed in spec["seeds"]], base=base, settings=settings)
+    check_setting_names(grid)
+    return grid
+
+
+def check_setting_names(grid: Grid, overridden: dict | None = None) -> None:
+    """Every key of the base, the settings (and ``overridden``) must be a model or training argument that the
+    runner leaves to grids, and a model argument must apply to every backbone of the grid.
+
+    Raises:
+        SystemExit: naming the grid file, where the key is set and the key.
+    """
+    from lamar_hf.training import ModelArguments, RecommenderTrainingArguments, get_backbone
+
     model_fields = {f.name for f in fields(ModelArguments)}
     training_fields = {f.name for f in fields(RecommenderTrainingArguments)}
-    for backbone in spec["backbones"]:
+    places = [("base", grid.base)] + [(f"setting {name!r}", overrides) for name, overrides in grid.settings.items()]
+    places += [("--override", overridden)] if overridden else []
+    for backbone in grid.backbones:
         try:
             taken = set(get_backbone(backbone).hyperparameters) | {"fusion"}
         except ValueError as error:
-            raise SystemExit(f"grid file {path}: {error}")
-        for name, overrides in settings.items():
-            for key in {**base, **overrides}:
-                where = f"setting {name!r}" if key in overrides else "base"
+            raise SystemExit(f"grid file {grid.path}: {error}")
+        for where, keys in places:
+            for key in keys:
                 if key in RUNNER_OWNED:
-                    raise SystemExit(f"grid file {path}, {where}: {key!r} is set by the runner, not by a grid")
+                    raise SystemExit(f"grid file {grid.path}, {where}: {key!r} is set by the runner, not by a grid")
                 if key not in model_fields | training_fields:
-                    raise SystemExit(f"grid file {path}, {where}: {key!r} is neither a model nor a training argument")
+                    raise SystemExit(f"grid file {grid.path}, {where}: {key!r} is neither a model nor a training argument")
                 if key in model_fields and key not in taken:
-                    raise SystemExit(f"grid file {path}, {where}: {key!r} does not apply to the {backbone} backbone")
-    return Grid(name=path.stem, path=str(path), dataset=spec.get("dataset"), backbones=list(spec["backbones"]),
-                variants=variants, seeds=[int(seed) for seed in spec["seeds"]], base=base, settings=settings)
+                    raise SystemExit(f"grid file {grid.path}, {where}: {key!r} does not apply to the {backbone} backbone")
 
 
 def setting_name(overrides: dict) -> str:
@@ -174,12 +191,25 @@ def setting_name(overrides: dict) -> str:
     return ", ".join(f"{key}={value}" for key, value in overrides.items()) or "reference"
 
 
-def reduce_grid(grid: Grid, settings=None, seeds=None, variants=None) -> Grid:
-    """The grid restricted to some of its settings, seeds or variants (each a comma-separated list, or None: all).
+def reduce_grid(grid: Grid, settings=None, seeds=None, variants=None, overrides=()) -> Grid:
+    """The grid restricted to some of its settings, seeds or variants (each a comma-separated list, or None: all),
+    with ``overrides`` (``KEY=VALUE`` strings, the value read as YAML) set in every setting, e.g. a smoke run's
+    ``num_train_epochs=2``.
 
     Raises:
-        SystemExit: for a setting, seed or variant the grid does not declare.
+        SystemExit: for a setting, seed or variant the grid does not declare, or an override that is not ``KEY=VALUE``
+            or not a setting a grid may hold.
     """
+    import yaml
+
+    overridden = {}
+    for text in overrides:
+        key, sep, value = text.partition("=")
+        if not sep or not key.strip():
+            raise SystemExit(f"--override expects KEY=VALUE, got {text!r}")
+        overridden[key.strip()] = yaml.safe_load(value)
+    check_setting_names(grid, overridden)
+
     def pick(wanted, declared, what):
         if wanted is None:
             return list(declared)
@@ -191,7 +221,8 @@ def reduce_grid(grid: Grid, settings=None, seeds=None, variants=None) -> Grid:
 
     names = pick(settings, list(grid.settings), "settings")
     return Grid(grid.name, grid.path, grid.dataset, grid.backbones, pick(variants, grid.variants, "variants"),
-                pick(seeds, grid.seeds, "seeds"), grid.base, {name: grid.settings[name] for name in names})
+                pick(seeds, grid.seeds, "seeds"), grid.base,
+                {name: {**grid.settings[name], **overridden} for name in names})
 
 
 def split_setting(setting: dict) -> tuple[dict, dict]:
@@ -454,7 +485,7 @@ def check_settings_build(grid: Grid, num_items: int) -> None:
 
 def run(options) -> None:
     grid = load_grid(options.config)
-    reduced = reduce_grid(grid, options.settings, options.seeds, options.variants)
+    reduced = reduce_grid(grid, options.settings, options.seeds, options.variants, options.override)
     dataset = options.dataset or grid.dataset
     inputs = Path(options.inputs or (EXPERIMENTS / dataset / "inputs" if dataset else ""))
     if not (inputs / SEQUENCES_FILE).is_file():
@@ -504,9 +535,7 @@ def run(options) -> None:
                   f"after {result['epochs']:g} epochs", flush=True)
     records = read_records([work])
     mine = {record_path(work, {k: job[k] for k in IDENTITY}).name for job in jobs}
-    name = options.name or (grid.name if reduced == grid and not options.max_users and not options.time_budget
-                            else f"{grid.name}_reduced")
-    write_results(Path(options.results_dir or RESULTS / data.name) / f"{name}.json", reduced,
+    write_results(results_path(options, grid, reduced, data.name), reduced,
                   [record for record in records if Path(record["path"]).name in mine], command)
 
 
@@ -646,13 +675,22 @@ def write_results(path: Path, grid: Grid, records: list[dict], command: str) -> 
 
 def collect(options) -> None:
     """Write the results of a grid from run records kept in folders, wherever they were trained."""
-    grid = reduce_grid(load_grid(options.config), options.settings, options.seeds, options.variants)
+    full = load_grid(options.config)
+    grid = reduce_grid(full, options.settings, options.seeds, options.variants, options.override)
     records = matching_records(grid, read_records(options.runs), options.only_device)
     if not records:
         raise SystemExit(f"no run records of {options.config} in {', '.join(options.runs)}")
-    name = options.name or grid.name
-    write_results(Path(options.results_dir or RESULTS / records[0]["dataset"]) / f"{name}.json", grid, records,
+    options.max_users, options.time_budget = records[0]["max_users"], records[0]["time_budget"]
+    write_results(results_path(options, full, grid, records[0]["dataset"]), grid, records,
                   "python benchmarks/experiment.py " + shlex.join(options.argv))
+
+
+def results_path(options, grid: Grid, reduced: Grid, dataset: str) -> Path:
+    """``benchmarks/results/<dataset>/<grid name>.json``; ``<grid name>_reduced.json`` for a part of the grid, a
+    subset of users or a time budget, so that a smoke run never takes the place of the study (``--name`` to choose)."""
+    whole = reduced == grid and not options.max_users and not options.time_budget
+    name = options.name or (grid.name if whole else f"{grid.name}_reduced")
+    return Path(options.results_dir or RESULTS / dataset) / f"{name}.json"
 
 
 def main(argv=None) -> None:
@@ -668,6 +706,8 @@ def main(argv=None) -> None:
         sub.add_argument("--settings", help="comma-separated setting names: a reduced grid (default: all)")
         sub.add_argument("--seeds", help="comma-separated seeds of the grid (default: all)")
         sub.add_argument("--variants", help="comma-separated variants of the grid (default: all)")
+        sub.add_argument("--override", action="append", default=[], metavar="KEY=VALUE",
+                         help="set KEY in every setting, e.g. num_train_epochs=2 for a smoke run (a reduced grid)")
         sub.add_argument("--results_dir", help="default: benchmarks/results/<dataset name>")
         sub.add_argument("--name", help="results file name (default: the grid file's name, + _reduced for a part)")
 

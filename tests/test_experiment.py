@@ -210,3 +210,19 @@ def test_the_shipped_grids_are_valid_and_the_repeat_score_is_one_of_the_sasrec_s
         "repeat_bias": False, "learning_rate": 0.001, "num_train_epochs": 200, "early_stopping_patience": 50}
     assert sasrec.settings["repeat score"] == {"repeat_bias": True, "repeat_score_learning_rate": 0.01}
     assert sorted(s["mask_prob"] for s in grids["beauty_bert4rec"].settings.values()) == [0.2, 0.4, 0.6]
+
+
+def test_a_reduced_grid_or_a_smoke_override_is_written_beside_the_study_never_over_it(tmp_path):
+    grid = rigged_grid(tmp_path)
+    smoke = experiment.reduce_grid(grid, seeds="0", overrides=["num_train_epochs=2"])
+    assert smoke.seeds == [0] and all(smoke.resolved(name)["num_train_epochs"] == 2 for name in smoke.settings)
+    assert smoke.resolved("wide") == {"hidden_size": 32, "num_train_epochs": 2}
+    options = experiment.argparse.Namespace(name=None, results_dir=str(tmp_path), max_users=None, time_budget=None)
+    assert experiment.results_path(options, grid, grid, "chains") == tmp_path / "rigged.json"
+    assert experiment.results_path(options, grid, smoke, "chains") == tmp_path / "rigged_reduced.json"
+    options.max_users = 300
+    assert experiment.results_path(options, grid, grid, "chains") == tmp_path / "rigged_reduced.json"
+    with pytest.raises(SystemExit, match=r"--override: 'mask_prob' does not apply to the sasrec backbone"):
+        experiment.reduce_grid(grid, overrides=["mask_prob=0.4"])
+    with pytest.raises(SystemExit, match=r"--settings 'deep' is not in .*rigged.json"):
+        experiment.reduce_grid(grid, settings="reference,deep")
