@@ -148,6 +148,9 @@ class _Handler(BaseHTTPRequestHandler):
         self.wfile.write(data)
 
     def do_GET(self):
+        if self.path.rstrip("/") == "/info" and self.server.tgi_sha is not None:  # as TGI reports its commit
+            self._reply(200, {"model_id": self.server.model_name, "model_sha": self.server.tgi_sha})
+            return
         if not self.path.rstrip("/").endswith("/models"):
             self._reply(404, {"error": f"no route {self.path}"})
             return
@@ -222,16 +225,17 @@ class _Server(ThreadingHTTPServer):
 class ChatServer:
     """``with ChatServer(generator) as server: server.url`` — chat completions on 127.0.0.1, port 0.
 
-    ``model`` and ``revision`` are what ``GET /v1/models`` reports. ``requests`` holds every chat
+    ``model`` and ``revision`` are what ``GET /v1/models`` reports; with ``tgi_sha``, ``GET /info``
+    answers as TGI does (``model_id``, ``model_sha``). ``requests`` holds every chat
     request's body, ``log`` one ``{"prompt", "time", "status"}`` per request (server-side
     monotonic time), ``authorizations`` the ``Authorization`` header of each.
     """
 
     def __init__(self, generator, model: str = "tiny-llama", revision: str | None = None, max_requests: int = 5000,
-                 lifetime: float = 600.0):
+                 lifetime: float = 600.0, tgi_sha: str | None = None):
         self.httpd = _Server(("127.0.0.1", 0), _Handler)
         self.httpd.generator = generator
-        self.httpd.model_name, self.httpd.revision = model, revision
+        self.httpd.model_name, self.httpd.revision, self.httpd.tgi_sha = model, revision, tgi_sha
         self.httpd.max_requests = max_requests
         self.httpd.lock = threading.Lock()
         self.httpd.generate_lock = threading.Lock()

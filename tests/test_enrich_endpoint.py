@@ -98,3 +98,14 @@ def test_a_named_served_model_is_taken_and_an_unreachable_endpoint_is_one_clear_
             EndpointGenerator("http://127.0.0.1:9/v1", retry=QUICK)
     finally:
         running.httpd.model_name = "org/tiny-llama"
+
+
+def test_the_revision_tgi_reports_at_info_is_taken_when_v1_models_has_none():
+    from chat_server import RuleGenerator
+
+    with ChatServer(RuleGenerator(), model="org/served", tgi_sha="0123abcd", lifetime=60) as tgi_like:
+        assert EndpointGenerator(tgi_like.url).provenance()["generator_revision"] == "0123abcd"
+    with ChatServer(RuleGenerator(), model="org/served", lifetime=60) as plain:  # /info answers 404
+        endpoint = EndpointGenerator(plain.url, retry=QUICK)
+        assert endpoint.provenance()["generator_revision"] is None
+        assert endpoint.generate([PromptBuilder().messages(ITEMS[0])], GREEDY)[0].startswith("scenario:")

@@ -382,8 +382,9 @@ class EndpointGenerator(Generator):
     its retries, the following requests try once each until one succeeds, so a server that is
     down fails a run fast instead of waiting out every row.
 
-    On creation it asks ``GET /v1/models`` which model is served: its id (and, where the server
-    reports one, its revision) is the provenance of every row, live or cached. Greedy decoding is
+    On creation it asks ``GET /v1/models`` which model is served: its id and, where the server
+    reports one (a ``revision`` field, or TGI's ``model_sha`` at ``GET /info``), its revision are the
+    provenance of every row, live or cached. Greedy decoding is
     sent as ``temperature=0``; sampling sends ``temperature``, ``top_p`` and ``seed``; a repetition
     penalty becomes ``frequency_penalty`` (the chat-completions API has no repetition penalty).
     """
@@ -404,11 +405,12 @@ class EndpointGenerator(Generator):
         self._gave_up = False  # set when an answer used up its retries; cleared by the next success
         self.served_model, self.revision = self._served_model(model)
         self.model_id = self.served_model
+        self._gave_up = False  # a missing /info must not count against the first answers
 
     def _served_model(self, wanted: str | None) -> tuple[str, str | None]:
         """The served model's id and revision, from ``GET /v1/models``."""
         try:
-            listing = self._request("GET", "/models")
+            listing = self._with_retries("GET", self.url + "/models")
         except TransientError as error:
             raise ConnectionError(f"endpoint {self.url} is not reachable: {error}") from None
         except urllib.error.HTTPError as error:
@@ -425,15 +427,25 @@ class EndpointGenerator(Generator):
                              "name one with --served-model")
         entry = entries[0]
         revision = next((str(entry[key]) for key in ("revision", "model_sha", "sha") if entry.get(key)), None)
-        return entry["id"], revision
+        return entry["id"], revision or self._tgi_revision(entry["id"])
 
-    def _request(self, method: str, path: str, payload: dict | None = None) -> dict:
+    def _tgi_revision(self, model_id: str) -> str | None:
+        """TGI reports the served commit as ``model_sha`` at ``GET /info`` (beside ``/v1``), not in ``/v1/models``."""
+        try:
+            info = self._with_retries("GET", self.url[: -len("/v1")] + "/info")
+        except (TransientError, urllib.error.HTTPError, ValueError):
+            return None
+        if isinstance(info, dict) and info.get("model_id") == model_id and info.get("model_sha"):
+            return str(info["model_sha"])
+        return None
+
+    def _request(self, method: str, url: str, payload: dict | None = None) -> dict:
         """One HTTP request; transient failures raise :class:`TransientError`, others ``HTTPError``."""
         headers = {"Content-Type": "application/json", "Accept": "application/json"}
         if self.token:
             headers["Authorization"] = f"Bearer {self.token}"
         data = json.dumps(payload).encode("utf-8") if payload is not None else None
-        request = urllib.request.Request(self.url + path, data=data, headers=headers, method=method)
+        request = urllib.request.Request(url, data=data, headers=headers, method=method)
         try:
             with urllib.request.urlopen(request, timeout=self.timeout) as response:
                 return json.loads(response.read())
@@ -447,13 +459,13 @@ class EndpointGenerator(Generator):
             reason = getattr(error, "reason", None) or error
             raise TransientError(f"{type(reason).__name__}: {reason}") from None
 
-    def _with_retries(self, method: str, path: str, payload: dict | None = None) -> dict:
+    def _with_retries(self, method: str, url: str, payload: dict | None = None) -> dict:
         start, attempt = time.monotonic(), 0
         attempts = 1 if self._gave_up else self.retry.max_attempts
         while True:
             attempt += 1
             try:
-                answer = self._request(method, path, payload)
+                answer = self._request(method, url, payload)
                 self._gave_up = False
                 return answer
             except TransientError as error:
@@ -472,7 +484,7 @@ class EndpointGenerator(Generator):
             payload.update(temperature=0.0)
         if decoding.repetition_penalty != 1.0:
             payload["frequency_penalty"] = round(decoding.repetition_penalty - 1.0, 3)
-        response = self._with_retries("POST", "/chat/completions", payload)
+        response = self._with_retries("POST", self.url + "/chat/completions", payload)
         try:
             content = response["choices"][0]["message"]["content"]
         except (KeyError, IndexError, TypeError):
