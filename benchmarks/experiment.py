@@ -465,7 +465,7 @@ class TrainingTimeBudget(TrainerCallback):
         return control
 
 
-def check_settings_build(grid: Grid, num_items: int) -> None:
+def check_settings_build(grid: Grid, data) -> None:
     """Build every backbone's config for every setting before any run starts, so that a wrong value (an unknown
     loss, a negative dropout) stops the batch at once instead of after hours of other runs.
 
@@ -474,10 +474,11 @@ def check_settings_build(grid: Grid, num_items: int) -> None:
     """
     from lamar_hf.training import ModelArguments, RecommenderTrainingArguments, build_model
 
+    item_counts = data.item_counts()  # for settings that draw negatives by popularity
     for backbone, name in itertools.product(grid.backbones, grid.settings):
         model_settings, training_settings = split_setting(grid.resolved(name))
         try:
-            build_model(ModelArguments(backbone=backbone, **model_settings), num_items)
+            build_model(ModelArguments(backbone=backbone, **model_settings), data.num_items, item_counts=item_counts)
             RecommenderTrainingArguments(output_dir=str(EXPERIMENTS / "unused"), use_cpu=True, **training_settings)
         except (TypeError, ValueError) as error:
             raise SystemExit(f"grid file {grid.path}, setting {name!r} for {backbone}: {error}")
@@ -501,7 +502,7 @@ def run(options) -> None:
         raise SystemExit(f"grid file {grid.path} is for dataset {grid.dataset!r}, but {inputs / SEQUENCES_FILE} holds "
                          f"{data.name!r}")
     fingerprint = split_fingerprint(data)
-    check_settings_build(reduced, data.num_items)
+    check_settings_build(reduced, data)
     if options.device == "cuda":
         import torch
 

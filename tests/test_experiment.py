@@ -184,7 +184,10 @@ def test_a_wrong_grid_file_is_refused_naming_the_file_and_the_field(tmp_path, sp
 
 def test_a_value_the_model_rejects_stops_the_batch_before_any_run(tmp_path):
     inputs = save_inputs(tmp_path / "inputs")
-    grid = write_grid(tmp_path / "bad.json", settings=[{"name": "ok"}, {"name": "unknown loss", "loss_type": "hinge"}])
+    grid = write_grid(tmp_path / "bad.json", settings=[
+        {"name": "ok"}, {"name": "popular negatives", "loss_type": "sampled_softmax", "num_negatives": 4,
+                         "negative_sampling": "popularity"},
+        {"name": "unknown loss", "loss_type": "hinge"}])
     with pytest.raises(SystemExit, match=r"bad.json, setting 'unknown loss' for sasrec: .*hinge"):
         experiment.main(["run", "--config", str(grid), "--inputs", str(inputs), "--work", str(tmp_path / "runs"),
                          "--results_dir", str(tmp_path / "results")])
