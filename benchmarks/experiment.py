@@ -43,7 +43,6 @@ import itertools
 import json
 import os
 import platform
-import re
 import shlex
 import shutil
 import statistics
@@ -77,7 +76,9 @@ VARIANTS = {
 SELECTION_METRIC = "ndcg@10"
 REPORTED = ("recall@10", "recall@20", "ndcg@10", "ndcg@20", "mrr@10")
 # What makes two runs the same run: a record is reused only when all of these match.
-IDENTITY = ("backbone", "variant", "setting", "seed", "split_fingerprint", "max_users", "texts", "time_budget", "device")
+IDENTITY = (
+    "backbone", "variant", "setting", "seed", "split_fingerprint", "max_users", "texts", "time_budget", "device",
+)
 # Arguments the runner sets itself (per run, or fixed by the protocol); a grid may not set them.
 RUNNER_OWNED = {
     "backbone", "signals", "use_metadata", "text_encoder", "output_dir", "seed", "data_seed", "use_cpu", "disable_tqdm",
@@ -181,9 +182,11 @@ def check_setting_names(grid: Grid, overridden: dict | None = None) -> None:
                 if key in RUNNER_OWNED:
                     raise SystemExit(f"grid file {grid.path}, {where}: {key!r} is set by the runner, not by a grid")
                 if key not in model_fields | training_fields:
-                    raise SystemExit(f"grid file {grid.path}, {where}: {key!r} is neither a model nor a training argument")
+                    raise SystemExit(f"grid file {grid.path}, {where}: {key!r} is neither a model nor a training "
+                                     "argument")
                 if key in model_fields and key not in taken:
-                    raise SystemExit(f"grid file {grid.path}, {where}: {key!r} does not apply to the {backbone} backbone")
+                    raise SystemExit(f"grid file {grid.path}, {where}: {key!r} does not apply to the {backbone} "
+                                     "backbone")
 
 
 def setting_name(overrides: dict) -> str:
@@ -216,7 +219,8 @@ def reduce_grid(grid: Grid, settings=None, seeds=None, variants=None, overrides=
         chosen = [type(next(iter(declared)))(value.strip()) for value in wanted.split(",") if value.strip()]
         for value in chosen:
             if value not in declared:
-                raise SystemExit(f"--{what} {value!r} is not in {grid.path} (declared: {', '.join(map(str, declared))})")
+                raise SystemExit(f"--{what} {value!r} is not in {grid.path} "
+                                 f"(declared: {', '.join(map(str, declared))})")
         return chosen
 
     names = pick(settings, list(grid.settings), "settings")
@@ -346,6 +350,10 @@ def make_job(grid: Grid, backbone: str, variant: str, name: str, seed: int, *, s
             "time_budget": time_budget, "device": device, "setting_name": name, "dataset": dataset, **execution}
 
 
+def identity_of(job: dict) -> dict:
+    return {key: job[key] for key in IDENTITY}
+
+
 def record_path(work: Path, identity: dict) -> Path:
     """Where the record of the run ``identity`` lives: its names, then a digest of everything that identifies it."""
     digest = hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:12]
@@ -354,7 +362,7 @@ def record_path(work: Path, identity: dict) -> Path:
 
 def write_record(work: Path, job: dict, result: dict, provenance: dict) -> Path:
     """Write one run record (atomically: a reader never sees half a record) and return its path."""
-    identity = {key: job[key] for key in IDENTITY}
+    identity = identity_of(job)
     record = {"format": RUN_FORMAT, **identity, "setting_name": job["setting_name"], "dataset": job["dataset"],
               "provenance": provenance, "result": result}
     path = record_path(work, identity)
@@ -399,7 +407,7 @@ def run_one(job: dict) -> dict:
     torch.set_num_threads(job["threads"])
     Path(job["work"]).mkdir(parents=True, exist_ok=True)
     # Each run's Trainer log goes to its own file, so that parallel runs do not interleave on the console.
-    with open(record_path(job["work"], {k: job[k] for k in IDENTITY}).with_suffix(".log"), "w") as log, \
+    with open(record_path(job["work"], identity_of(job)).with_suffix(".log"), "w") as log, \
             contextlib.redirect_stdout(log), contextlib.redirect_stderr(log):
         return train_one(job)
 
@@ -417,7 +425,7 @@ def train_one(job: dict) -> dict:
                                 **model_settings)
     kinds = model_args.text_kinds()
     texts = load_text_embeddings(Path(job["inputs"]) / TEXTS_FILE, kinds)[0] if kinds else None
-    output_dir = record_path(job["work"], {k: job[k] for k in IDENTITY}).with_suffix("")
+    output_dir = record_path(job["work"], identity_of(job)).with_suffix("")
     training_args = RecommenderTrainingArguments(
         output_dir=str(output_dir), seed=job["seed"], use_cpu=job["device_kind"] == "cpu", disable_tqdm=True,
         logging_strategy="no", **training_settings,
@@ -517,27 +525,39 @@ def run(options) -> None:
                      device_kind=options.device, inputs=str(inputs), work=str(work), threads=threads)
             for backbone, variant, name, seed in itertools.product(reduced.backbones, reduced.variants,
                                                                    reduced.settings, reduced.seeds)]
-    pending = [job for job in jobs if options.force or not record_path(work, {k: job[k] for k in IDENTITY}).is_file()]
+    pending = [job for job in jobs if options.force or not record_path(work, identity_of(job)).is_file()]
     print(f"{len(jobs) - len(pending)} runs already done, {len(pending)} to run with {options.jobs} processes x "
           f"{threads} threads on {device}", flush=True)
     started = time.perf_counter()
-    versions, commit, command = library_versions(), git_commit(), "python benchmarks/experiment.py " + shlex.join(options.argv)
+    versions, commit = library_versions(), git_commit()
+    command = "python benchmarks/experiment.py " + shlex.join(options.argv)
+    failed = []
     with ProcessPoolExecutor(max_workers=options.jobs, mp_context=get_context("spawn")) as pool:
         futures = {pool.submit(run_one, job): (job, datetime.now(timezone.utc)) for job in pending}
         for future in as_completed(futures):
-            (job, submitted), result = futures[future], future.result()
+            job, submitted = futures[future]
+            try:
+                result = future.result()
+            except Exception as error:  # one failed run must not lose the records of those still running
+                log = record_path(work, identity_of(job)).with_suffix(".log")
+                failed.append(f"{job['backbone']} {job['variant']} {job['setting_name']!r} seed {job['seed']} ({log})")
+                print(f"FAILED {failed[-1]}: {error!r}", flush=True)
+                continue
             provenance = {"device_kind": job["device_kind"], "threads": threads, "cpu_count": os.cpu_count(),
                           "versions": versions, "git_commit": commit, "command": command,
                           "submitted_at": submitted.isoformat(timespec="seconds"),
                           "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds")}
             path = write_record(work, job, result, provenance)
+            # Validation only: test figures are read for the chosen settings, in the table.
             print(f"[{time.perf_counter() - started:7.1f} s] {path.name} ({job['setting_name']}): validation NDCG@10 "
-                  f"{result['validation']['ndcg@10']:.4f}, test Recall@10 {result['test']['recall@10']:.4f} "
-                  f"after {result['epochs']:g} epochs", flush=True)
+                  f"{result['validation']['ndcg@10']:.4f} after {result['epochs']:g} epochs", flush=True)
     records = read_records([work])
-    mine = {record_path(work, {k: job[k] for k in IDENTITY}).name for job in jobs}
-    write_results(results_path(options, grid, reduced, data.name), reduced,
-                  [record for record in records if Path(record["path"]).name in mine], command)
+    mine = {record_path(work, identity_of(job)).name for job in jobs}
+    done = [record for record in records if Path(record["path"]).name in mine]
+    if done:
+        write_results(results_path(options, grid, reduced, data.name), reduced, done, command)
+    if failed:
+        raise SystemExit(f"{len(failed)} runs failed (the table shows them as missing): " + "; ".join(failed))
 
 
 # ---------------------------------------------------------------------------------------------------- collect
@@ -621,7 +641,8 @@ def select(grid: Grid, records: list[dict]) -> tuple[list[dict], list[dict]]:
         row.update({
             "setting": {"name": entry["setting"], "overrides": grid.settings[entry["setting"]],
                         "values": grid.resolved(entry["setting"])},
-            "missing": False, "seeds": entry["seeds"], "validation": entry["validation"], "test": averaged(runs, "test"),
+            "missing": False, "seeds": entry["seeds"], "validation": entry["validation"],
+            "test": averaged(runs, "test"),
             "epochs": [run["result"]["epochs"] for run in runs],
             "reached_max_epochs": [bool(run["result"].get("reached_max_epochs")) for run in runs],
             "stopped_by_time_budget": [bool(run["result"].get("stopped_by_time_budget")) for run in runs],
@@ -658,8 +679,8 @@ def write_results(path: Path, grid: Grid, records: list[dict], command: str) -> 
         "device": first["device"], "max_users": first["max_users"], "time_budget": first["time_budget"],
         "grid": grid.describe(), "rows": rows, "settings": settings,
         # Usually one entry; several when the grid's runs were trained over a library upgrade.
-        "versions": [json.loads(versions) for versions in
-                     dict.fromkeys(json.dumps(record["provenance"].get("versions"), sort_keys=True) for record in records)],
+        "versions": [json.loads(versions) for versions in dict.fromkeys(
+            json.dumps(record["provenance"].get("versions"), sort_keys=True) for record in records)],
         "command": command,
     }
     path.parent.mkdir(parents=True, exist_ok=True)

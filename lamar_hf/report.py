@@ -237,11 +237,13 @@ def experiment_markdown(results: dict) -> str:
     if any(not row["missing"] and any(row["reached_max_epochs"]) for row in results["rows"]):
         lines += ["† reached the epoch limit before early stopping: the run may not have converged.", ""]
     if any(not row["missing"] and any(row["stopped_by_time_budget"]) for row in results["rows"]):
-        lines += ["\\* ended by the time budget before early stopping: the best validation model so far was tested.", ""]
+        lines += ["\\* ended by the time budget before early stopping: the best validation model so far was "
+                  "tested.", ""]
     excluded = experiment_excluded_rows(results)
     if excluded:
         lines += ["Outside the protocol, for comparison with evaluators that filter the history (RecBole's, "
-                  "`filter_seen`): the chosen models' test figures when no item of a user's history may be recommended.",
+                  "`filter_seen`): the chosen models' test figures when no item of a user's history may be "
+                  "recommended.",
                   "", table(excluded)[1]]
     lines += ["## The grid", "",
               "Base settings (every setting starts from them; the rest are each backbone's defaults): "
@@ -265,8 +267,9 @@ def experiment_chart_groups(results: dict) -> dict[str, list[dict]]:
 
 def experiment_chart(results: dict, path: Path) -> Path | None:
     """Per backbone, the variants' test Recall@20 (chosen settings, std over seeds) and their gain over ID-only."""
-    return recall_chart(experiment_chart_groups(results), Path(path), f"{results['dataset']} · {results['device']}\ntest Recall@20 of the "
-                        "settings chosen on validation (mean ± std over seeds; % = gain over ID-only)")
+    title = (f"{results['dataset']} · {results['device']}\ntest Recall@20 of the settings chosen on validation "
+             "(mean ± std over seeds; % = gain over ID-only)")
+    return recall_chart(experiment_chart_groups(results), Path(path), title)
 
 
 def format_value(value) -> str:

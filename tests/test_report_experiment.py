@@ -61,7 +61,8 @@ def test_the_chart_has_one_panel_per_backbone_with_a_gap_for_a_missing_variant()
     rows = []
     for backbone in ("sasrec", "gru4rec"):
         for variant, mean in (("id-only", 0.10), ("signals", 0.12)):
-            rows.append({"backbone": backbone, "variant": variant, "missing": backbone == "gru4rec" and variant == "signals",
+            missing = backbone == "gru4rec" and variant == "signals"
+            rows.append({"backbone": backbone, "variant": variant, "missing": missing,
                          "test": {"recall@20": mean, "recall@20_std": 0.01}})
     figure = recall_figure(experiment_chart_groups({"rows": rows}), "title")
     assert [axis.get_title() for axis in figure.axes] == ["sasrec", "gru4rec"]

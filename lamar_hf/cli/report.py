@@ -68,7 +68,8 @@ def experiment_results(paths: list[Path]) -> tuple[list[dict], dict]:
             raise UserError(f"--experiment {error}") from error
         experiments.append(results)
         provenance[f"experiment: {results['experiment']}"] = artefact(
-            path, split_fingerprint=results["split_fingerprint"], device=results["device"], grid=results["grid"]["file"])
+            path, split_fingerprint=results["split_fingerprint"], device=results["device"],
+            grid=results["grid"]["file"])
     return experiments, provenance
 
 
