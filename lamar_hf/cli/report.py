@@ -14,7 +14,8 @@ def add_parser(subparsers) -> None:
         "report",
         help="write report.html (self-contained) and report.md: statistics, example signals, analysis, comparison",
         example="lamar report --dataset outputs/beauty --analysis outputs/analysis "
-        "--model id-only=outputs/sasrec-id --model signals=outputs/sasrec-signals --out outputs/report",
+        "--model id-only=outputs/sasrec-id --model signals=outputs/sasrec-signals "
+        "--experiment benchmarks/results/amazon_beauty/beauty_sasrec.json --out outputs/report",
         run=run,
     )
     parser.add_argument("--dataset", required=True, type=Path, help="a prepared benchmark folder (with signals/)")
