@@ -269,10 +269,13 @@ def library_versions() -> dict:
 
 
 def git_commit() -> str | None:
+    """The checkout's commit, ``+modified`` when tracked files differ from it (None outside a git checkout)."""
     with contextlib.suppress(OSError, subprocess.SubprocessError):
-        done = subprocess.run(["git", "-C", str(REPO), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10)
-        if done.returncode == 0:
-            return done.stdout.strip()
+        head = subprocess.run(["git", "-C", str(REPO), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10)
+        changed = subprocess.run(["git", "-C", str(REPO), "status", "--porcelain", "--untracked-files=no"],
+                                 capture_output=True, text=True, timeout=30)
+        if head.returncode == 0:
+            return head.stdout.strip() + ("+modified" if changed.stdout.strip() else "")
     return None
 
 
