@@ -1,15 +1,24 @@
-"""Signal-generation speed: the batched engine vs a naive loop, on the same Amazon Beauty items.
+"""Signal-generation speed on the same Amazon Beauty prompts, greedy: lamar's engine vs transformers' own paths.
 
-    .venv/bin/python benchmarks/bench_enrich.py                 # 256 items, SmolLM2, both in one run
-    .venv/bin/python benchmarks/bench_enrich.py --items 64 --skip-naive
+    .venv/bin/lamar prepare --source p5 --path ../shared/data/amazon_beauty --out outputs/beauty
+    .venv/bin/python benchmarks/bench_enrich.py --benchmark outputs/beauty --items 32
+    .venv/bin/python benchmarks/bench_enrich.py --benchmark outputs/beauty --items 256 --answer-format
 
-Both sides use the same model object (same weights, dtype and threads) and the same few-shot
-prompts (the shipped Beauty exemplars). The naive loop calls ``model.generate`` once per item
-(greedy, no batching, stops at the end-of-turn token). The engine is
-``TransformersGenerator.generate``: length-sorted batches with left padding, the shared few-shot
-prefix computed once, the answer's line labels written by the engine, rows dropped as they finish.
-A third figure is the whole ``enrich_items`` (parse, validate, retry the failures once).
+Every side decodes the same few-shot prompts (the shipped Beauty exemplars, about 520 tokens each) with
+SmolLM2-135M-Instruct (the packaged GGUF, same weights, dtype and threads), greedy, the same
+``max_new_tokens`` and the same batch size:
 
+- ``engine``: lamar's :class:`~lamar_hf.enrich.engine.DecodingEngine` (the shared few-shot prefix computed
+  once, rows sorted by length and dropped from the batch as they finish);
+- ``generate``: transformers' ``model.generate`` per batch, left-padded, through
+  :class:`~lamar_hf.enrich.engine.LibraryDecoder` (the path of every model the engine does not support);
+- ``generate_batch``: transformers' continuous batching (paged cache; block sharing, i.e. prefix sharing,
+  on), at most ``--batch-size`` requests per batch.
+
+Answers are compared token by token with the engine's. ``--answer-format`` adds the enrichment's own
+setting (repetition penalty 1.2, labels written by the decoder, lines clipped at their word limits) for
+the engine and ``generate``; continuous batching cannot take those per-row rules.
+Each side is timed ``--repeats`` times, sides alternating, the best pass kept (the machine is shared).
 Figures go to ``benchmarks/results/bench_enrich.json``; one line per side is printed.
 """
 
@@ -28,139 +37,189 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 BEAUTY = ROOT.parent / "shared" / "data" / "amazon_beauty"
+RESULTS = ROOT / "benchmarks" / "results"
 
 
-def beauty_items(count: int, seed: int):
-    from lamar_hf.data import read_p5
-
-    items = read_p5(BEAUTY).items
-    return items, items.shuffle(seed=seed).select(range(count))
-
-
-def naive_loop(generator, conversations, max_new_tokens: int) -> dict:
-    """One ``model.generate`` per item: what a first script would do."""
-    import torch
-
-    model, tokenizer = generator.model, generator.tokenizer
-    prompt_tokens = generated = 0
-    texts = []
-    start = time.perf_counter()
-    with torch.inference_mode():
-        for conversation in conversations:
-            ids = torch.tensor([generator.encode(conversation)], device=generator.device)
-            output = model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), max_new_tokens=max_new_tokens,
-                                    do_sample=False, eos_token_id=generator.engine.eos_ids,
-                                    pad_token_id=tokenizer.pad_token_id)
-            new = output[0, ids.shape[1]:].tolist()
-            new = [token for token in new if token not in generator.engine.eos_ids]
-            prompt_tokens += ids.shape[1]
-            generated += len(new)
-            texts.append(tokenizer.decode(new, skip_special_tokens=True))
-    seconds = time.perf_counter() - start
-    return figures("naive loop (model.generate per item)", len(conversations), seconds, prompt_tokens, generated,
-                   prompt_tokens) | {"texts": texts}
+def cpu_model() -> str:
+    """The CPU's model name (as ``lscpu`` shows it), and how many cores this process sees."""
+    try:
+        names = [line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                 if line.startswith("model name")]
+    except OSError:
+        names = []
+    return f"{names[0] if names else platform.processor() or platform.machine()}, {os.cpu_count()} CPUs"
 
 
-def figures(name, items, seconds, prompt_tokens, generated, computed_prompt_tokens) -> dict:
-    return {
+def strip_eos(tokens, eos_ids) -> list[int]:
+    """The answer's tokens before the first end-of-sequence token."""
+    tokens = list(tokens)
+    for index, token in enumerate(tokens):
+        if token in eos_ids:
+            return tokens[:index]
+    return tokens
+
+
+def run_engine(decoder, prompts, decoding, exempt=(), answer_format=None) -> list[list[int]]:
+    """One pass of a lamar decoder (the engine or :class:`LibraryDecoder`); a new shared prefix every pass."""
+    if hasattr(decoder, "prefix"):
+        decoder.prefix = None
+    return decoder.generate(prompts, decoding, exempt, answer_format)
+
+
+def run_generate_batch(model, prompts, decoding, eos_ids, pad_id, batch_size) -> list[list[int]]:
+    """One pass of transformers' continuous batching over all prompts."""
+    from transformers import GenerationConfig
+    from transformers.generation.configuration_utils import ContinuousBatchingConfig
+
+    config = GenerationConfig(max_new_tokens=decoding.max_new_tokens, do_sample=False, eos_token_id=list(eos_ids),
+                              pad_token_id=pad_id)
+    outputs = model.generate_batch(inputs=prompts, generation_config=config, warmup=False,
+                                   continuous_batching_config=ContinuousBatchingConfig(
+                                       max_requests_per_batch=batch_size))
+    by_prompt = [outputs[f"req_{index}"] for index in range(len(prompts))]
+    failed = [output.request_id for output in by_prompt if output.error]
+    if failed:
+        raise RuntimeError(f"generate_batch failed on {failed[:5]}: {by_prompt[0].error}")
+    return [strip_eos(output.generated_tokens, eos_ids) for output in by_prompt]
+
+
+def side_figures(name: str, seconds: float, answers, prompts, reference=None) -> dict:
+    figures = {
         "name": name,
-        "items": items,
+        "items": len(prompts),
         "seconds": round(seconds, 2),
-        "items_per_s": round(items / seconds, 3),
-        "generated_tokens": generated,
-        "generated_tokens_per_s": round(generated / seconds, 1),
-        "processed_tokens": prompt_tokens + generated,
-        "processed_tokens_per_s": round((prompt_tokens + generated) / seconds, 1),
-        "computed_prompt_tokens": computed_prompt_tokens,
+        "items_per_s": round(len(prompts) / seconds, 3),
+        "generated_tokens": sum(len(answer) for answer in answers),
+        "generated_tokens_per_s": round(sum(len(answer) for answer in answers) / seconds, 1),
     }
+    if reference is not None:
+        same = [answer == expected for answer, expected in zip(answers, reference)]
+        figures["identical_answers"] = sum(same)
+        figures["identical_share"] = round(sum(same) / len(prompts), 3)
+    return figures
 
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--items", type=int, default=256)
+    parser.add_argument("--benchmark", default=str(BEAUTY), help="Beauty: a lamar prepare folder or the P5 folder")
+    parser.add_argument("--items", type=int, default=32)
     parser.add_argument("--seed", type=int, default=0, help="which Beauty items (a seeded shuffle)")
-    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--max-new-tokens", type=int, default=64)
+    parser.add_argument("--repeats", type=int, default=1, help="timed passes per side (best kept)")
+    parser.add_argument("--answer-format", action="store_true",
+                        help="also time the enrichment's decoding (penalty, labels, clipped lines): engine vs generate")
+    parser.add_argument("--skip-generate-batch", action="store_true")
+    parser.add_argument("--generate-batch-items", type=int,
+                        help="time continuous batching on the first N items only (it is slow on CPU)")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--dtype", default="auto")
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
-    parser.add_argument("--skip-naive", action="store_true")
-    parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "bench_enrich.json")
+    parser.add_argument("--out", type=Path, default=RESULTS / "bench_enrich.json")
     args = parser.parse_args(argv)
-    if not BEAUTY.is_dir():
-        print(f"bench_enrich: Amazon Beauty not found at {BEAUTY}", file=sys.stderr)
+    if not Path(args.benchmark).is_dir():
+        print(f"bench_enrich: no benchmark at {args.benchmark} (lamar prepare --source p5 ...)", file=sys.stderr)
         return 2
 
     import torch
 
-    from lamar_hf.enrich import BEAUTY_EXEMPLARS, GREEDY, PromptBuilder, TransformersGenerator, load_exemplars
-    from lamar_hf.enrich.pipeline import enrich_items, status_counts
+    from lamar_hf.cli.tune import load_tuner
+    from lamar_hf.enrich import BEAUTY_EXEMPLARS, DEFAULT_DECODING, GREEDY, PromptBuilder, TransformersGenerator
+    from lamar_hf.enrich import load_exemplars
 
     if args.threads:
         torch.set_num_threads(args.threads)
-    all_items, items = beauty_items(args.items, args.seed)
+    all_items = load_tuner().load_items(args.benchmark)
+    items = all_items.shuffle(seed=args.seed).select(range(args.items)).to_list()
     builder = PromptBuilder(exemplars=load_exemplars(BEAUTY_EXEMPLARS, all_items))
-    rows = items.to_list()
-    conversations = [builder.messages(row) for row in rows]
+    conversations = [builder.messages(item) for item in items]
 
     load_start = time.perf_counter()
-    generator = TransformersGenerator(device=args.device, dtype=args.dtype, batch_size=args.batch_size)
+    engine_side = TransformersGenerator(device=args.device, dtype=args.dtype, batch_size=args.batch_size,
+                                        decoder="engine")
+    # A second copy of the weights for transformers' paths, left with transformers' own attention.
+    library_side = TransformersGenerator(device=args.device, dtype=args.dtype, batch_size=args.batch_size,
+                                         decoder="transformers")
     load_seconds = time.perf_counter() - load_start
-    generator.generate(conversations[:2], GREEDY.with_(max_new_tokens=4))  # warm-up
-    results = {}
+    prompts = [engine_side.encode(conversation) for conversation in conversations]
+    eos_ids, pad_id = engine_side.engine.eos_ids, engine_side.tokenizer.pad_token_id
+    greedy = GREEDY.with_(max_new_tokens=args.max_new_tokens)
 
-    before = generator.stats.__dict__.copy()
-    start = time.perf_counter()
-    engine_texts = generator.generate(conversations, GREEDY, answer_signals=builder.signals)
-    seconds = time.perf_counter() - start
-    after = generator.stats.__dict__
-    delta = {key: after[key] - before[key] for key in after}
-    results["engine"] = figures("engine (TransformersGenerator.generate)", len(rows), seconds, delta["prompt_tokens"],
-                                delta["generated_tokens"], delta["computed_prompt_tokens"])
+    runs = {"engine": lambda: run_engine(engine_side.engine, prompts, greedy),
+            "generate": lambda: run_engine(library_side.engine, prompts, greedy)}
+    if not args.skip_generate_batch:
+        subset = prompts[: args.generate_batch_items or len(prompts)]
+        runs["generate_batch"] = lambda: run_generate_batch(library_side.model, subset, greedy, eos_ids, pad_id,
+                                                            args.batch_size)
+    if args.answer_format:
+        exempt = sorted({token for conversation in conversations for message in conversation
+                         if message["role"] == "system" for token in engine_side._content_ids(message)})
+        answer_format = engine_side.answer_format(builder.signals, clip_words=True)
+        runs["engine_answer_format"] = lambda: run_engine(engine_side.engine, prompts, DEFAULT_DECODING, exempt,
+                                                          answer_format)
+        runs["generate_answer_format"] = lambda: run_engine(library_side.engine, prompts, DEFAULT_DECODING, exempt,
+                                                            answer_format)
+    for name, run in runs.items():  # warm-up on two prompts (one-time set-up is not what is measured)
+        print(f"warming up {name} ...", flush=True)
+        if name == "generate_batch":
+            run_generate_batch(library_side.model, prompts[:2], greedy.with_(max_new_tokens=4), eos_ids, pad_id, 2)
+        else:
+            decoder = engine_side.engine if name.startswith("engine") else library_side.engine
+            run_engine(decoder, prompts[:2], greedy.with_(max_new_tokens=4))
 
-    start = time.perf_counter()
-    signals = enrich_items(items, generator, prompt=builder, progress=False)
-    seconds = time.perf_counter() - start
-    results["enrich_items"] = {"name": "enrich_items (generate, parse, validate, retry once)", "items": len(rows),
-                               "seconds": round(seconds, 2), "items_per_s": round(len(rows) / seconds, 3),
-                               "status": status_counts(signals)}
+    best: dict[str, tuple[float, list]] = {}
+    for repeat in range(args.repeats):
+        for name, run in runs.items():
+            start = time.perf_counter()
+            answers = run()
+            seconds = time.perf_counter() - start
+            print(f"  pass {repeat + 1} {name}: {len(answers) / seconds:.3f} items/s", flush=True)
+            if name not in best or seconds < best[name][0]:
+                best[name] = (seconds, answers)
 
-    if not args.skip_naive:
-        naive = naive_loop(generator, conversations, GREEDY.max_new_tokens)
-        naive_texts = naive.pop("texts")
-        results["naive"] = naive
-        results["speedup_engine_vs_naive"] = round(results["engine"]["items_per_s"] / naive["items_per_s"], 2)
-        results["same_first_line_share"] = round(sum(
-            a.split("\n")[0].strip() == b.split("\n")[0].strip() for a, b in zip(engine_texts, naive_texts)
-        ) / len(rows), 3)
-
-    results["setup"] = {
-        "generator": generator.provenance(),
-        "batch_size": args.batch_size,
-        "device": generator.device,
-        "torch_threads": torch.get_num_threads(),
-        "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"),
-        "items": args.items,
-        "item_seed": args.seed,
-        "prompt_version": builder.version,
-        "mean_prompt_tokens": round(results["engine"]["processed_tokens"] / len(rows)
-                                    - results["engine"]["generated_tokens"] / len(rows), 1),
-        "model_load_seconds": round(load_seconds, 1),
-        "machine": f"{platform.machine()} {os.cpu_count()} CPUs" + (
-            f", {torch.cuda.get_device_name()}" if generator.device.startswith("cuda") else ""),
-        "load_average_at_end": os.getloadavg()[0] if hasattr(os, "getloadavg") else None,
-        "command": "python benchmarks/bench_enrich.py " + " ".join(argv if argv is not None else sys.argv[1:]),
+    reference = {"engine": None, "generate": "engine", "generate_batch": "engine", "engine_answer_format": None,
+                 "generate_answer_format": "engine_answer_format"}
+    sides = {name: side_figures(name, seconds, answers, prompts[: len(answers)],
+                                best[reference[name]][1][: len(answers)] if reference[name] else None)
+             for name, (seconds, answers) in best.items()}
+    library = [name for name in ("generate", "generate_batch") if name in sides]
+    fastest = max(library, key=lambda name: sides[name]["items_per_s"])
+    results = {
+        "title": "Greedy decoding of few-shot Beauty prompts: lamar's engine vs transformers' generate / generate_batch",
+        "sides": sides,
+        "best_library_path": fastest,
+        "speedup_engine_vs_best_library": round(sides["engine"]["items_per_s"] / sides[fastest]["items_per_s"], 2),
+        "speedup_engine_vs": {name: round(sides["engine"]["items_per_s"] / sides[name]["items_per_s"], 2)
+                              for name in library},
+        "setup": {
+            "generator": engine_side.provenance(),
+            "items": args.items,
+            "item_seed": args.seed,
+            "batch_size": args.batch_size,
+            "max_new_tokens": args.max_new_tokens,
+            "repeats": args.repeats,
+            "mean_prompt_tokens": round(sum(map(len, prompts)) / len(prompts), 1),
+            "prompt_version": builder.version,
+            "device": engine_side.device,
+            "cpu": cpu_model() + (f", {torch.cuda.get_device_name()}" if engine_side.device.startswith("cuda") else ""),
+            "torch_threads": torch.get_num_threads(),
+            "torch": torch.__version__,
+            "transformers": __import__("transformers").__version__,
+            "model_load_seconds": round(load_seconds, 1),
+            "load_average_at_end": round(os.getloadavg()[0], 2) if hasattr(os, "getloadavg") else None,
+            "command": "python benchmarks/bench_enrich.py " + " ".join(argv if argv is not None else sys.argv[1:]),
+        },
     }
+    if "generate_answer_format" in sides:
+        results["speedup_engine_vs_generate_answer_format"] = round(
+            sides["engine_answer_format"]["items_per_s"] / sides["generate_answer_format"]["items_per_s"], 2)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(results, indent=2) + "\n")
-    for key in ("engine", "naive"):
-        if key in results:
-            r = results[key]
-            print(f"{r['name']}: {r['items_per_s']} items/s, {r['generated_tokens_per_s']} generated tokens/s, "
-                  f"{r['processed_tokens_per_s']} processed tokens/s ({r['items']} items in {r['seconds']} s)")
-    print(f"enrich_items: {results['enrich_items']['items_per_s']} items/s, status {results['enrich_items']['status']}")
-    if "speedup_engine_vs_naive" in results:
-        print(f"speed-up engine vs naive: {results['speedup_engine_vs_naive']}x")
-    print(f"wrote {args.out}")
+    for side in sides.values():
+        same = f", identical to the engine's: {side['identical_answers']}/{side['items']}" if "identical_answers" in side else ""
+        print(f"{side['name']}: {side['items_per_s']} items/s, {side['generated_tokens_per_s']} generated tokens/s "
+              f"({side['items']} items in {side['seconds']} s){same}")
+    print(f"engine vs best library path ({fastest}): {results['speedup_engine_vs_best_library']}x; wrote {args.out}")
     return 0
 
 
