@@ -34,8 +34,11 @@ def target_ranks(scores, targets):
         ranks = (scores >= target_scores).sum(axis=1) - 1
         return np.where(np.isnan(target_scores[:, 0]), scores.shape[1] - 1, ranks)
     # torch, imported lazily so that the metric functions stay numpy-only
+    import torch
+
     target_scores = scores.gather(1, targets.long()[:, None])
-    ranks = (scores >= target_scores).sum(dim=1) - 1
+    # Counting in int32 halves the memory traffic of the [rows, candidates] count (the default sum widens to int64).
+    ranks = (scores >= target_scores).sum(dim=1, dtype=torch.int32).long() - 1
     return ranks.masked_fill(target_scores[:, 0].isnan(), scores.shape[1] - 1)
 
 

@@ -238,3 +238,23 @@ def test_loss_arguments_reach_the_config_of_every_backbone():
         assert torch.equal(model.item_counts[1:], counts[1:])
         (args,) = parser.parse_args_into_dataclasses(["--backbone", backbone, "--loss_type", "gbce", "--gbce_t", "0.5"])
         assert build_model(args, num_items=20).config.gbce_t == 0.5
+
+
+def test_training_by_popularity_reads_the_training_counts_and_evaluates_by_full_ranking(tmp_path):
+    from lamar_hf.metrics import ranking_metrics, target_ranks
+    from lamar_hf.training import RecommendationData, RecommenderTrainingArguments, evaluate_recommender, train_recommender
+    from test_train import chain_benchmark
+
+    data = RecommendationData.from_benchmark(chain_benchmark())
+    model_args = ModelArguments(hidden_size=16, intermediate_size=32, max_history_length=8, loss_type="sampled_softmax",
+                                num_negatives=8, negative_sampling="popularity")
+    training_args = RecommenderTrainingArguments(output_dir=str(tmp_path), num_train_epochs=3, learning_rate=1e-2,
+                                                 per_device_train_batch_size=32, disable_tqdm=True, seed=0)
+    result = train_recommender(data, model_args, training_args)
+    assert torch.equal(result.model.item_counts, data.item_counts())
+    # Evaluation batches are read shortest first; the metrics are those of every user's full ranking all the same.
+    histories, targets = data.histories["test"], torch.tensor(data.targets["test"])
+    by_hand = ranking_metrics(target_ranks(result.model.score(histories), targets).numpy(), (10, 20))
+    evaluated = evaluate_recommender(result.model, data, "test")
+    assert {name: evaluated[name] for name in by_hand} == pytest.approx(by_hand)
+    assert {name: result.test[name] for name in by_hand} == pytest.approx(by_hand)  # the loss is of random draws

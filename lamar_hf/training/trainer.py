@@ -14,6 +14,7 @@ import time
 from dataclasses import dataclass, field
 
 import numpy as np
+from torch.utils.data import SequentialSampler
 from transformers import EarlyStoppingCallback, EvalPrediction, Trainer, set_seed
 from transformers.trainer_utils import get_last_checkpoint
 
@@ -71,6 +72,13 @@ class RecommenderTrainer(Trainer):
     """``Trainer`` that can give a model's ``repeat_score`` (``repeat_bias=True``) a learning rate of its own
     (``args.repeat_score_learning_rate``): one scalar moves at most about the learning rate per Adam step, so at the
     rate that suits the embeddings it is still far from its optimum when early stopping ends the run."""
+
+    def _get_eval_sampler(self, eval_dataset):
+        # Evaluation examples come sorted by length (by_length): keep that order rather than the shuffled length
+        # groups of group_by_length, whose every group still starts with a full-width batch.
+        if eval_dataset is not None and self.args.world_size <= 1:
+            return SequentialSampler(eval_dataset)
+        return super()._get_eval_sampler(eval_dataset)
 
     def create_optimizer(self, *args, **kwargs):
         optimizer = super().create_optimizer(*args, **kwargs)
@@ -154,6 +162,12 @@ def training_examples(backbone: Backbone, args):
     return TRAIN_EXAMPLES[choice]
 
 
+def by_length(examples: list[dict]) -> list[dict]:
+    """Evaluation examples shortest first, so that each batch pads little; the metrics are means over users, which
+    the order does not change."""
+    return sorted(examples, key=lambda example: len(example["input_ids"]))
+
+
 def checkpoint_to_resume(args) -> str | None:
     """``--resume_from_checkpoint``: a checkpoint folder, or ``last`` for the newest one in the output folder (none
     there: start afresh). Resuming continues the optimizer only if checkpoints keep it (``--save_only_model false``)."""
@@ -182,8 +196,8 @@ def train_recommender(
     model = build_model(model_args, data.num_items, text_embeddings, item_counts)
     length = model_args.max_history_length
     train_dataset = training_examples(backbone, training_args)(data.training_sequences(), length)
-    validation = backbone.eval_examples(data.histories["validation"], data.targets["validation"], length)
-    test = backbone.eval_examples(data.histories["test"], data.targets["test"], length)
+    validation = by_length(backbone.eval_examples(data.histories["validation"], data.targets["validation"], length))
+    test = by_length(backbone.eval_examples(data.histories["test"], data.targets["test"], length))
     logger.info(
         "training %s (%s) on %s: %d training windows, %d validation and %d test users, %d items",
         backbone.name, model.config.fusion if hasattr(model.config, "fusion") else "-", data.name,
@@ -238,7 +252,7 @@ def evaluate_recommender(
         raise ValueError(f"the model knows {num_items} items, the data has {data.num_items}")
     backbone = backbone_of(model)
     length = getattr(model.config, "max_history_length", 50)
-    examples = backbone.eval_examples(data.histories[split], data.targets[split], length)
+    examples = by_length(backbone.eval_examples(data.histories[split], data.targets[split], length))
     with tempfile.TemporaryDirectory() as scratch:
         extra = {} if use_cpu is None else {"use_cpu": use_cpu}
         args = RecommenderTrainingArguments(
