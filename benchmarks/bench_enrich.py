@@ -15,9 +15,10 @@ SmolLM2-135M-Instruct (the packaged GGUF, same weights, dtype and threads), gree
 - ``generate_batch``: transformers' continuous batching (paged cache; block sharing, i.e. prefix sharing,
   on), at most ``--batch-size`` requests per batch.
 
-Answers are compared token by token with the engine's. ``--answer-format`` adds the enrichment's own
-setting (repetition penalty 1.2, labels written by the decoder, lines clipped at their word limits) for
-the engine and ``generate``; continuous batching cannot take those per-row rules.
+Answers are compared token by token with the engine's. ``--zero-shot`` takes the short prompt of a
+tuned adapter instead (about 100 tokens). ``--answer-format`` adds the enrichment's own setting
+(repetition penalty 1.2, labels written by the decoder, lines clipped at their word limits) for the
+engine and ``generate``; continuous batching cannot take those per-row rules.
 Each side is timed ``--repeats`` times, sides alternating, the best pass kept (the machine is shared).
 Figures go to ``benchmarks/results/bench_enrich.json``; one line per side is printed.
 """
@@ -109,6 +110,8 @@ def main(argv=None) -> int:
     parser.add_argument("--repeats", type=int, default=1, help="timed passes per side (best kept)")
     parser.add_argument("--answer-format", action="store_true",
                         help="also time the enrichment's decoding (penalty, labels, clipped lines): engine vs generate")
+    parser.add_argument("--zero-shot", action="store_true",
+                        help="the zero-shot prompt of a tuned adapter (about 100 tokens, nothing much to share)")
     parser.add_argument("--skip-generate-batch", action="store_true")
     parser.add_argument("--generate-batch-items", type=int,
                         help="time continuous batching on the first N items only (it is slow on CPU)")
@@ -132,6 +135,8 @@ def main(argv=None) -> int:
     all_items = load_tuner().load_items(args.benchmark)
     items = all_items.shuffle(seed=args.seed).select(range(args.items)).to_list()
     builder = PromptBuilder(exemplars=load_exemplars(BEAUTY_EXEMPLARS, all_items))
+    if args.zero_shot:
+        builder = load_tuner().tuned_prompt([spec.name for spec in builder.signals])
     conversations = [builder.messages(item) for item in items]
 
     load_start = time.perf_counter()
@@ -200,6 +205,7 @@ def main(argv=None) -> int:
             "repeats": args.repeats,
             "mean_prompt_tokens": round(sum(map(len, prompts)) / len(prompts), 1),
             "prompt_version": builder.version,
+            "prompt_mode": builder.mode,
             "device": engine_side.device,
             "cpu": cpu_model() + (f", {torch.cuda.get_device_name()}" if engine_side.device.startswith("cuda") else ""),
             "torch_threads": torch.get_num_threads(),
