@@ -10,7 +10,7 @@ from transformers import AutoModel, HfArgumentParser
 import backbone_battery as battery
 from backbone_battery import NUM_ITEMS, last_item_labels, next_item_labels, random_sequences
 from lamar_hf.training import ModelArguments, build_model
-from test_backbones import BACKBONES, SASREC
+from test_backbones import BACKBONES, CAUSAL, FUSIONS, SASREC
 
 NEGATIVES = 20
 SAMPLED_LOSSES = [
@@ -167,6 +167,29 @@ def test_gbce_raises_the_target_probability_to_beta(backbone, gbce_t):
         scores = torch.cat([positive[:, None], negative], dim=1)
         plain = F.binary_cross_entropy_with_logits(scores, torch.zeros_like(scores).index_fill_(1, torch.tensor([0]), 1))
         torch.testing.assert_close(out.loss, plain)
+
+
+@pytest.mark.parametrize("fusion", FUSIONS)
+@pytest.mark.parametrize("backbone", BACKBONES)
+def test_the_item_table_fuses_just_the_rows_asked_for(backbone, fusion):
+    model = backbone.model(**battery.fusion_settings(fusion))
+    item_ids = torch.tensor([[3, 0, NUM_ITEMS], [1, 1, 7]])
+    torch.testing.assert_close(model.item_table(item_ids), model.item_table()[item_ids])
+
+
+@pytest.mark.parametrize("backbone", CAUSAL)
+def test_training_on_the_rows_it_reads_gives_the_loss_over_the_whole_table(backbone):
+    no_dropout = {"hidden_dropout_prob": 0.0} | ({} if backbone.name == "gru4rec" else {"attention_dropout_prob": 0.0})
+    model = sampled_model(backbone, loss_type="sampled_softmax", **no_dropout, **battery.fusion_settings("gate"))
+    input_ids, labels = next_item_labels(chain_sequences(4))
+    model.train()
+    torch.manual_seed(0)
+    trained = model(input_ids, labels=labels)
+    model.eval()  # evaluation fuses the whole table, for the full logits
+    torch.manual_seed(0)
+    evaluated = model(input_ids, labels=labels)
+    assert trained.logits is None and evaluated.logits is not None
+    torch.testing.assert_close(trained.loss, evaluated.loss)
 
 
 @pytest.mark.parametrize(

@@ -78,11 +78,12 @@ class LamarBERT4RecItemTable(nn.Module):
         elif self.fusion == "gate":
             self.fusion_gate = nn.Linear(2 * config.hidden_size, config.hidden_size)
 
-    def forward(self) -> torch.Tensor:
-        ids = self.item_embeddings.weight
+    def forward(self, item_ids: torch.Tensor | None = None) -> torch.Tensor:
+        """The fused rows of ``item_ids`` (``[..., hidden_size]``), or the whole table when ``item_ids`` is None."""
+        ids = self.item_embeddings.weight if item_ids is None else self.item_embeddings(item_ids)
         if self.fusion == "none":
             return ids
-        texts = self.text_projection(self.text_embeddings)
+        texts = self.text_projection(self.text_embeddings if item_ids is None else self.text_embeddings[item_ids])
         if self.fusion == "add":
             return ids + texts
         both = torch.cat([ids, texts], dim=-1)
@@ -250,18 +251,21 @@ class LamarBERT4RecModel(LamarBERT4RecPreTrainedModel):
             if not (labels != IGNORE_INDEX).any():
                 raise ValueError("labels hold no target (every position is -100)")
             next_items = labels[rows, lengths - 1]
-        item_table = self.item_table()
+        # A sampled loss in training scores only a few items: fuse only the rows it reads, not the whole table.
+        sampled_training = self.training and labels is not None and self.config.loss_type != "ce"
+        item_table = None if sampled_training else self.item_table()
+        item_rows = self.item_table if item_table is None else item_table.__getitem__
 
         if labels is not None and self.training:
             items, last = self._append(input_ids, lengths, next_items.clamp(min=0))
             masked = (torch.rand(items.shape, device=items.device) < self.config.mask_prob) & (items != 0)
             unmasked = ~masked.any(dim=1)
             masked[rows[unmasked], last[unmasked]] = True
-            hidden = self._encode(items.masked_fill(masked, self.mask_token_id), item_table)
+            hidden = self._encode(items.masked_fill(masked, self.mask_token_id), item_rows)
             queries, targets = self.prediction_head(hidden[masked]), items[masked]
         else:
             items, mask_positions = self._append(input_ids, lengths, torch.full_like(lengths, self.mask_token_id))
-            hidden = self._encode(items, item_table)
+            hidden = self._encode(items, item_rows)
             queries, targets = self.prediction_head(hidden[rows, mask_positions]), None
             if labels is not None:
                 elsewhere = (labels != IGNORE_INDEX).clone()
@@ -276,7 +280,7 @@ class LamarBERT4RecModel(LamarBERT4RecPreTrainedModel):
 
         loss = logits = None
         if self.config.loss_type != "ce" and targets is not None:
-            loss = self._sampled_loss(queries, targets, item_table)
+            loss = self._sampled_loss(queries, targets, item_rows)
         if not (self.training and loss is not None):
             logits = queries @ item_table.T
             logits[:, 0] = float("-inf")  # padding is never recommended
@@ -299,30 +303,32 @@ class LamarBERT4RecModel(LamarBERT4RecPreTrainedModel):
             last = last - full.long()
         return extended, last
 
-    def _encode(self, input_ids: torch.Tensor, item_table: torch.Tensor) -> torch.Tensor:
-        """Final hidden states ``[batch, length, hidden_size]`` of ids that may hold the mask token."""
-        table = torch.cat([item_table, self.mask_embedding.weight])
+    def _encode(self, input_ids: torch.Tensor, item_rows) -> torch.Tensor:
+        """Final hidden states ``[batch, length, hidden_size]`` of ids that may hold the mask token; ``item_rows(ids)``
+        gives the item-table rows of real item ids."""
+        is_mask = (input_ids == self.mask_token_id)[..., None]
+        items = torch.where(is_mask, self.mask_embedding.weight[0], item_rows(input_ids.masked_fill(is_mask[..., 0], 0)))
         positions = torch.arange(input_ids.shape[1], device=input_ids.device)
-        hidden = self.dropout(self.embedding_norm(table[input_ids] + self.position_embeddings(positions)))
+        hidden = self.dropout(self.embedding_norm(items + self.position_embeddings(positions)))
         attention_mask = (input_ids != 0)[:, None, None, :]
         for layer in self.layers:
             hidden = layer(hidden, attention_mask)
         return hidden
 
     # Copied from lamar_hf.models.lamar_sasrec.modeling_lamar_sasrec.LamarSASRecModel._sampled_loss
-    def _sampled_loss(self, queries, targets, item_table, score_shift=None) -> torch.Tensor:
+    def _sampled_loss(self, queries, targets, item_rows, score_shift=None) -> torch.Tensor:
         """The ``config.loss_type`` loss of each query's target against drawn negatives (a draw may hit the target;
         with thousands of items that is rare and harmless). ``score_shift``, if given, maps items ``[n, k]`` (``k``
-        per query) to amounts added to their scores."""
+        per query) to amounts added to their scores. ``item_rows(ids)`` gives the item-table rows of ``ids``."""
         config = self.config
         if config.loss_type == "bce":  # the original SASRec objective: each position has negatives of its own
             negatives = self._draw_negatives((targets.shape[0], config.num_negatives), targets.device)
-            negative_scores = torch.einsum("nd,nkd->nk", queries, item_table[negatives])
+            negative_scores = torch.einsum("nd,nkd->nk", queries, item_rows(negatives))
         else:  # one draw for the batch: a [n, d] x [d, k] product instead of gathering n * k item rows
             negatives = self._draw_negatives((config.num_negatives,), targets.device)
-            negative_scores = queries @ item_table[negatives].T
+            negative_scores = queries @ item_rows(negatives).T
             negatives = negatives.expand(targets.shape[0], -1)
-        positive_scores = (queries * item_table[targets]).sum(-1)
+        positive_scores = (queries * item_rows(targets)).sum(-1)
         if score_shift is not None:
             positive_scores = positive_scores + score_shift(targets[:, None])[:, 0]
             negative_scores = negative_scores + score_shift(negatives)

@@ -64,11 +64,12 @@ class LamarSASRecItemTable(nn.Module):
         elif self.fusion == "gate":
             self.fusion_gate = nn.Linear(2 * config.hidden_size, config.hidden_size)
 
-    def forward(self) -> torch.Tensor:
-        ids = self.item_embeddings.weight
+    def forward(self, item_ids: torch.Tensor | None = None) -> torch.Tensor:
+        """The fused rows of ``item_ids`` (``[..., hidden_size]``), or the whole table when ``item_ids`` is None."""
+        ids = self.item_embeddings.weight if item_ids is None else self.item_embeddings(item_ids)
         if self.fusion == "none":
             return ids
-        texts = self.text_projection(self.text_embeddings)
+        texts = self.text_projection(self.text_embeddings if item_ids is None else self.text_embeddings[item_ids])
         if self.fusion == "add":
             return ids + texts
         both = torch.cat([ids, texts], dim=-1)
@@ -221,9 +222,12 @@ class LamarSASRecModel(LamarSASRecPreTrainedModel):
             raise ValueError(f"input of length {input_ids.shape[1]} exceeds max_history_length {self.config.max_history_length}")
         if (real[:, 1:] > real[:, :-1]).any():
             raise ValueError("input_ids must be right-padded: padding (item 0) may only follow the real items")
-        item_table = self.item_table()
+        # A sampled loss in training scores only a few items: fuse only the rows it reads, not the whole table.
+        sampled_training = self.training and labels is not None and self.config.loss_type != "ce"
+        item_table = None if sampled_training else self.item_table()
+        item_rows = self.item_table if item_table is None else item_table.__getitem__
         positions = torch.arange(input_ids.shape[1], device=input_ids.device)
-        hidden = self.dropout(self.input_norm(item_table[input_ids] + self.position_embeddings(positions)))
+        hidden = self.dropout(self.input_norm(item_rows(input_ids) + self.position_embeddings(positions)))
         for layer in self.layers:
             hidden = layer(hidden)
         hidden = self.final_norm(hidden)
@@ -250,7 +254,7 @@ class LamarSASRecModel(LamarSASRecPreTrainedModel):
             repeat_shift = None if history is None else (
                 lambda items: self.repeat_score * (history[:, None, :] == items[:, :, None]).any(-1)
             )
-            loss = self._sampled_loss(queries, targets, item_table, repeat_shift)
+            loss = self._sampled_loss(queries, targets, item_rows, repeat_shift)
         if not (self.training and loss is not None):
             logits = queries @ item_table.T
             if history is not None:
@@ -269,19 +273,19 @@ class LamarSASRecModel(LamarSASRecPreTrainedModel):
         after = torch.arange(input_ids.shape[1], device=input_ids.device) > positions[:, None]
         return input_ids[rows].masked_fill(after, 0)
 
-    def _sampled_loss(self, queries, targets, item_table, score_shift=None) -> torch.Tensor:
+    def _sampled_loss(self, queries, targets, item_rows, score_shift=None) -> torch.Tensor:
         """The ``config.loss_type`` loss of each query's target against drawn negatives (a draw may hit the target;
         with thousands of items that is rare and harmless). ``score_shift``, if given, maps items ``[n, k]`` (``k``
-        per query) to amounts added to their scores."""
+        per query) to amounts added to their scores. ``item_rows(ids)`` gives the item-table rows of ``ids``."""
         config = self.config
         if config.loss_type == "bce":  # the original SASRec objective: each position has negatives of its own
             negatives = self._draw_negatives((targets.shape[0], config.num_negatives), targets.device)
-            negative_scores = torch.einsum("nd,nkd->nk", queries, item_table[negatives])
+            negative_scores = torch.einsum("nd,nkd->nk", queries, item_rows(negatives))
         else:  # one draw for the batch: a [n, d] x [d, k] product instead of gathering n * k item rows
             negatives = self._draw_negatives((config.num_negatives,), targets.device)
-            negative_scores = queries @ item_table[negatives].T
+            negative_scores = queries @ item_rows(negatives).T
             negatives = negatives.expand(targets.shape[0], -1)
-        positive_scores = (queries * item_table[targets]).sum(-1)
+        positive_scores = (queries * item_rows(targets)).sum(-1)
         if score_shift is not None:
             positive_scores = positive_scores + score_shift(targets[:, None])[:, 0]
             negative_scores = negative_scores + score_shift(negatives)
