@@ -19,9 +19,8 @@ all-MiniLM-L6-v2 and cached in OUTPUT_DIR/text_embeddings.safetensors)::
         --signals_file outputs/beauty-signals/signals/train-00000-of-00001.parquet --use_metadata \\
         --fusion add --output_dir outputs/sasrec-beauty-signals
 
-SASRec with a learned score for items already in the history, at a learning rate of its own (on Amazon Beauty,
-where nobody picks an item twice, it learns to push the history down: ID-only test Recall@10 0.0863 instead of
-0.0777, 0.0926 with the metadata text as below; see README, "Other SASRec settings")::
+SASRec with a learned score for items already in the history, at a learning rate of its own (one setting of the
+grid in ``benchmarks/configs/beauty_sasrec.yaml``; ``benchmarks/experiment.py`` chooses it or not on validation)::
 
     accelerate launch training/train.py --dataset outputs/beauty --repeat_bias true \\
         --repeat_score_learning_rate 0.01 --use_metadata --output_dir outputs/sasrec-beauty-repeat
