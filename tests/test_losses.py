@@ -281,3 +281,22 @@ def test_training_by_popularity_reads_the_training_counts_and_evaluates_by_full_
     evaluated = evaluate_recommender(result.model, data, "test")
     assert {name: evaluated[name] for name in by_hand} == pytest.approx(by_hand)
     assert {name: result.test[name] for name in by_hand} == pytest.approx(by_hand)  # the loss is of random draws
+
+
+@pytest.mark.parametrize("backbone", BACKBONES)
+def test_evaluation_fuses_the_item_table_once_and_ranks_as_score_does(backbone):
+    from lamar_hf.metrics import ranking_metrics, target_ranks
+    from lamar_hf.training import RecommendationData, evaluate_recommender
+
+    model = backbone.model(**battery.fusion_settings("gate"))
+    sequences = random_sequences(40, seed=7)
+    histories = {split: [sequence[:-1] for sequence in sequences] for split in ("train", "validation", "test")}
+    targets = {split: [sequence[-1] for sequence in sequences] for split in ("train", "validation", "test")}
+    data = RecommendationData("random", NUM_ITEMS, histories, targets)
+    projections = []
+    model.item_table.text_projection.register_forward_hook(lambda module, inputs, output: projections.append(output.shape))
+    evaluated = evaluate_recommender(model, data, "test", batch_size=8)  # five batches
+    assert projections == [(NUM_ITEMS + 1, 16)], "the whole table is fused once for all batches"
+    assert "forward" not in vars(model.item_table)  # the item table's own forward is back
+    by_hand = ranking_metrics(target_ranks(model.score(histories["test"]), torch.tensor(targets["test"])).numpy(), (10, 20))
+    assert {name: evaluated[name] for name in by_hand} == pytest.approx(by_hand)

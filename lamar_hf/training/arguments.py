@@ -97,7 +97,11 @@ class RecommenderTrainingArguments(TrainingArguments):
     lr_scheduler_type: str = field(default="constant", metadata={"help": "Learning-rate schedule."})
     num_train_epochs: float = field(default=200, metadata={"help": "Most epochs (early stopping usually ends sooner)."})
     per_device_train_batch_size: int = field(default=256, metadata={"help": "Training sequences per batch and device."})
-    per_device_eval_batch_size: int = field(default=1024, metadata={"help": "Users per evaluation batch and device."})
+    per_device_eval_batch_size: int = field(
+        default=256,
+        metadata={"help": "Users per evaluation batch and device (256: the [users, items] scores stay in cache; "
+                  "on Beauty twice as fast as 1024 on a CPU)."},
+    )
     eval_strategy: str = field(default="epoch", metadata={"help": "Validate by full ranking after every epoch."})
     save_strategy: str = field(default="best", metadata={"help": "Checkpoint only when validation improves."})
     logging_strategy: str = field(default="epoch", metadata={"help": "Log once per epoch."})

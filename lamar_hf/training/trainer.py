@@ -6,6 +6,7 @@ rank of its target (``preprocess_logits_for_metrics``), and Recall/NDCG/MRR@K ar
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import logging
 import os
@@ -14,6 +15,7 @@ import time
 from dataclasses import dataclass, field
 
 import numpy as np
+import torch
 from torch.utils.data import SequentialSampler
 from transformers import EarlyStoppingCallback, EvalPrediction, Trainer, set_seed
 from transformers.trainer_utils import get_last_checkpoint
@@ -68,10 +70,32 @@ def metrics_without_prefix(metrics: dict, prefix: str) -> dict[str, float]:
     return out
 
 
+@contextlib.contextmanager
+def item_table_fused_once(model):
+    """Within the block, a text-fused model fuses its whole item table once instead of in every batch: while it
+    evaluates, no weight changes. A model without fusion (its table is the embedding weight) is left as it is."""
+    table = getattr(model, "item_table", None)
+    if getattr(table, "fusion", "none") == "none":
+        yield
+        return
+    with torch.no_grad():
+        fused = table()
+    fuse = table.forward
+    table.forward = lambda item_ids=None: fused if item_ids is None else fuse(item_ids)
+    try:
+        yield
+    finally:
+        del table.forward  # the class's own forward again
+
+
 class RecommenderTrainer(Trainer):
     """``Trainer`` that can give a model's ``repeat_score`` (``repeat_bias=True``) a learning rate of its own
     (``args.repeat_score_learning_rate``): one scalar moves at most about the learning rate per Adam step, so at the
     rate that suits the embeddings it is still far from its optimum when early stopping ends the run."""
+
+    def evaluation_loop(self, *args, **kwargs):
+        with item_table_fused_once(self.model):
+            return super().evaluation_loop(*args, **kwargs)
 
     def _get_eval_sampler(self, eval_dataset):
         # Evaluation examples come sorted by length (by_length): keep that order rather than the shuffled length
@@ -236,7 +260,7 @@ def evaluate_recommender(
     model,
     data: RecommendationData,
     split: str = "test",
-    batch_size: int = 1024,
+    batch_size: int = 256,
     cutoffs=(10, 20),
     use_cpu: bool | None = None,
 ) -> dict[str, float]:
