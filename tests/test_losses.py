@@ -18,6 +18,7 @@ SAMPLED_LOSSES = [
     pytest.param({"loss_type": "sampled_softmax"}, id="sampled_softmax"),
     pytest.param({"loss_type": "sampled_softmax", "negative_sampling": "popularity"}, id="sampled_softmax-popularity"),
     pytest.param({"loss_type": "gbce"}, id="gbce"),
+    pytest.param({"loss_type": "sampled_softmax", "shared_negatives": True}, id="sampled_softmax-shared"),
 ]
 
 
@@ -92,10 +93,10 @@ def test_sampled_negatives_are_real_items_never_padding(backbone, settings):
     ids = torch.cat([negatives.reshape(-1) for negatives in drawn])
     assert len(drawn) == 20 and ids.dtype == torch.long
     assert int(ids.min()) >= 1 and int(ids.max()) <= NUM_ITEMS
-    if settings["loss_type"] == "bce":  # negatives of its own for each labelled position
-        assert drawn[0].shape[1] == NEGATIVES and drawn[0].shape[0] > 1
-    else:  # one draw shared by the batch
+    if settings.get("shared_negatives"):  # one draw for the whole batch
         assert all(negatives.shape == (NEGATIVES,) for negatives in drawn)
+    else:  # negatives of its own for each labelled position
+        assert all(negatives.ndim == 2 and negatives.shape[1] == NEGATIVES for negatives in drawn)
     if settings.get("negative_sampling") == "popularity":
         assert not set(ids.tolist()) & {3, 4, 5}, "an item never seen in training is never drawn"
 
@@ -121,15 +122,17 @@ def scores_of(model, input_ids, labels):
     out = model(input_ids, labels=labels)
     targets = labels[labels != -100]
     (negatives,) = drawn
-    return out, out.logits[torch.arange(len(targets)), targets], out.logits[:, negatives], negatives
+    negative_scores = out.logits[:, negatives] if negatives.ndim == 1 else out.logits.gather(1, negatives)
+    return out, out.logits[torch.arange(len(targets)), targets], negative_scores, negatives
 
 
 EVALUATION_BATCH = ([[1, 2, 3], [4, 5, 6, 7], [9]], [4, 30, 2])
 
 
+@pytest.mark.parametrize("shared_negatives", [False, True])
 @pytest.mark.parametrize("backbone", BACKBONES)
-def test_sampled_softmax_is_cross_entropy_over_the_target_and_its_negatives(backbone):
-    model = sampled_model(backbone, loss_type="sampled_softmax")
+def test_sampled_softmax_is_cross_entropy_over_the_target_and_its_negatives(backbone, shared_negatives):
+    model = sampled_model(backbone, loss_type="sampled_softmax", shared_negatives=shared_negatives)
     out, positive, negative, _ = scores_of(model, *last_item_labels(*EVALUATION_BATCH))
     expected = F.cross_entropy(torch.cat([positive[:, None], negative], dim=1), torch.zeros(3, dtype=torch.long))
     torch.testing.assert_close(out.loss, expected)
@@ -231,7 +234,7 @@ def test_save_and_load_keep_the_loss_and_the_counts(backbone, settings, tmp_path
     model = sampled_model(backbone, **settings)
     model.save_pretrained(tmp_path)
     loaded = AutoModel.from_pretrained(tmp_path)
-    for name in ("loss_type", "num_negatives", "negative_sampling", "gbce_t"):
+    for name in ("loss_type", "num_negatives", "shared_negatives", "negative_sampling", "gbce_t"):
         assert getattr(loaded.config, name) == getattr(model.config, name)
     if model.config.negative_sampling == "popularity":
         assert torch.equal(loaded.item_counts, model.item_counts) and loaded.item_counts[0] == 0
@@ -259,8 +262,12 @@ def test_loss_arguments_reach_the_config_of_every_backbone():
         config = model.config
         assert (config.loss_type, config.num_negatives, config.negative_sampling) == ("sampled_softmax", 7, "popularity")
         assert torch.equal(model.item_counts[1:], counts[1:])
-        (args,) = parser.parse_args_into_dataclasses(["--backbone", backbone, "--loss_type", "gbce", "--gbce_t", "0.5"])
-        assert build_model(args, num_items=20).config.gbce_t == 0.5
+        assert config.shared_negatives is False  # each position draws its own by default, as RecTools does
+        (args,) = parser.parse_args_into_dataclasses(
+            ["--backbone", backbone, "--loss_type", "gbce", "--gbce_t", "0.5", "--shared_negatives", "true"]
+        )
+        config = build_model(args, num_items=20).config
+        assert config.gbce_t == 0.5 and config.shared_negatives is True
 
 
 def test_training_by_popularity_reads_the_training_counts_and_evaluates_by_full_ranking(tmp_path):

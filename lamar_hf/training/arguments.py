@@ -54,9 +54,10 @@ class ModelArguments:
         metadata={"help": "'ce': softmax cross-entropy over all items; 'bce': BCE against sampled negatives (SASRec); "
                   "'sampled_softmax': softmax over the target and sampled negatives (SASRec+SS); 'gbce': gSASRec's gBCE."},
     )
-    num_negatives: int = field(
-        default=1,
-        metadata={"help": "Sampled negatives: per position with bce, per batch (shared) with sampled_softmax and gbce."},
+    num_negatives: int = field(default=1, metadata={"help": "Sampled negatives of each position (bce, sampled_softmax, gbce)."})
+    shared_negatives: bool = field(
+        default=False,
+        metadata={"help": "Draw the negatives once per batch, not per position: faster epochs, slower learning."},
     )
     negative_sampling: str = field(
         default="uniform",

@@ -238,13 +238,13 @@ class LamarGRU4RecModel(LamarGRU4RecPreTrainedModel):
         with thousands of items that is rare and harmless). ``score_shift``, if given, maps items ``[n, k]`` (``k``
         per query) to amounts added to their scores. ``item_rows(ids)`` gives the item-table rows of ``ids``."""
         config = self.config
-        if config.loss_type == "bce":  # the original SASRec objective: each position has negatives of its own
-            negatives = self._draw_negatives((targets.shape[0], config.num_negatives), targets.device)
-            negative_scores = torch.einsum("nd,nkd->nk", queries, item_rows(negatives))
-        else:  # one draw for the batch: a [n, d] x [d, k] product instead of gathering n * k item rows
+        if config.shared_negatives:  # one draw for the batch: a [n, d] x [d, k] product, no n * k item rows
             negatives = self._draw_negatives((config.num_negatives,), targets.device)
             negative_scores = queries @ item_rows(negatives).T
             negatives = negatives.expand(targets.shape[0], -1)
+        else:  # each position has negatives of its own (as SASRec's BCE and RecTools' sampled softmax)
+            negatives = self._draw_negatives((targets.shape[0], config.num_negatives), targets.device)
+            negative_scores = torch.einsum("nd,nkd->nk", queries, item_rows(negatives))
         positive_scores = (queries * item_rows(targets)).sum(-1)
         if score_shift is not None:
             positive_scores = positive_scores + score_shift(targets[:, None])[:, 0]
