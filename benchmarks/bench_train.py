@@ -2,7 +2,8 @@
 over the 22,363 test users (all 12,101 items ranked), for the strong ID-only SASRec baseline: hidden 64, 1 block,
 1 head, dropout 0.2, max length 50, sampled softmax over 256 negatives (RecTools' SASRec+SS settings), batch 128.
 
-    python benchmarks/bench_train.py                                 # ID-only SASRec, 2 epochs, 3 ranking passes
+    python benchmarks/bench_train.py                                 # ID-only SASRec (negatives per position,
+                                                                     # and per batch), 2 epochs, 3 ranking passes
     python benchmarks/bench_train.py --dataset /tmp/h5/beauty        # a folder written by `lamar prepare`
     python benchmarks/bench_train.py --variants id,signals+metadata  # also a 4-text fused model
     python benchmarks/bench_train.py --profile                       # also torch.profiler's table of one epoch
@@ -122,7 +123,7 @@ def time_variant(data, name: str, model_args, epochs: int, repeats: int, batch_s
         evaluation_cpu.append(time.process_time() - cpu_started)
     return {
         "variant": name,
-        "settings": {key: getattr(model_args, key) for key in (*BASELINE, "negative_sampling")},
+        "settings": {key: getattr(model_args, key) for key in (*BASELINE, "shared_negatives", "negative_sampling")},
         "text_kinds": model_args.text_kinds(),
         "fusion": model.config.fusion,
         "training_windows": len(windows),
@@ -156,7 +157,8 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3, help="full-ranking passes to time (at least 1)")
     parser.add_argument("--batch-size", type=int, default=128, help="training sequences per batch")
     parser.add_argument("--eval-batch-size", type=int, default=256, help="users per full-ranking batch")
-    parser.add_argument("--variants", default="id", help="id and/or signals+metadata, comma-separated")
+    parser.add_argument("--variants", default="id,id-shared-negatives",
+                        help="id, id-shared-negatives (one negative draw per batch) and/or signals+metadata")
     parser.add_argument("--threads", type=int, default=1,
                         help="torch threads (default 1: where other processes share the cores, a second thread "
                         "slowed an epoch from 3 s to over 100 s on a 2-core machine; 0: torch's own choice)")
@@ -175,6 +177,7 @@ def main() -> None:
     data = load_beauty(options.dataset)
     variants = {
         "id": ModelArguments(**BASELINE),
+        "id-shared-negatives": ModelArguments(**BASELINE, shared_negatives=True),
         "signals+metadata": ModelArguments(**BASELINE, signals="scenario,intent,topic", use_metadata=True, fusion="add"),
     }
     rows = []
