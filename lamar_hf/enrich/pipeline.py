@@ -32,6 +32,7 @@ from tqdm.auto import tqdm
 
 from .. import __version__
 from ..staging import recover_folder, staging_path, swap_in
+from .analysis import USABLE
 from .config import DEFAULT_DECODING, RETRY, DecodingSettings, resolve_signals, stable_hash
 from .generator import GeneratedText, Generator
 from .parsing import RULES_VERSION, describe_problems, find_problems, parse_answer
@@ -40,7 +41,6 @@ from .prompts import Exemplar, PromptBuilder, clean_text, has_metadata
 logger = logging.getLogger(__name__)
 
 STATUSES = ("ok", "retried", "invalid", "unavailable")
-USABLE_STATUSES = ("ok", "retried")
 PROVENANCE_COLUMNS = ("generator", "generator_revision", "adapter", "prompt_version", "decoding", "lamar_hf_version")
 SIGNALS_FILE = Path("signals") / "train-00000-of-00001.parquet"
 NO_METADATA = "no title, brand, categories or description to describe"
@@ -455,4 +455,4 @@ def status_counts(signals: Dataset) -> dict[str, int]:
 def validity(counts: dict[str, int]) -> float:
     """The share of usable rows (``ok`` and ``retried``) among all rows of :func:`status_counts`."""
     total = sum(counts.values())
-    return sum(counts.get(status, 0) for status in USABLE_STATUSES) / total if total else 0.0
+    return sum(counts.get(status, 0) for status in USABLE) / total if total else 0.0
