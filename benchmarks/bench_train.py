@@ -123,7 +123,7 @@ def time_variant(data, name: str, model_args, epochs: int, repeats: int, batch_s
         evaluation_cpu.append(time.process_time() - cpu_started)
     return {
         "variant": name,
-        "settings": {key: getattr(model_args, key) for key in (*BASELINE, "shared_negatives", "negative_sampling")},
+        "settings": {key: getattr(model_args, key) for key in (*BASELINE, "negative_sharing", "negative_sampling")},
         "text_kinds": model_args.text_kinds(),
         "fusion": model.config.fusion,
         "training_windows": len(windows),
@@ -157,8 +157,9 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3, help="full-ranking passes to time (at least 1)")
     parser.add_argument("--batch-size", type=int, default=128, help="training sequences per batch")
     parser.add_argument("--eval-batch-size", type=int, default=256, help="users per full-ranking batch")
-    parser.add_argument("--variants", default="id,id-shared-negatives",
-                        help="id, id-shared-negatives (one negative draw per batch) and/or signals+metadata")
+    parser.add_argument("--variants", default="id,id-per-sequence,id-per-batch",
+                        help="id (negatives per position), id-per-sequence, id-per-batch (one negative draw per sequence or "
+                        "per batch), id-per-sequence-256 (hidden 256) and/or signals+metadata")
     parser.add_argument("--threads", type=int, default=1,
                         help="torch threads (default 1: where other processes share the cores, a second thread "
                         "slowed an epoch from 3 s to over 100 s on a 2-core machine; 0: torch's own choice)")
@@ -177,7 +178,9 @@ def main() -> None:
     data = load_beauty(options.dataset)
     variants = {
         "id": ModelArguments(**BASELINE),
-        "id-shared-negatives": ModelArguments(**BASELINE, shared_negatives=True),
+        "id-per-sequence": ModelArguments(**BASELINE, negative_sharing="sequence"),
+        "id-per-batch": ModelArguments(**BASELINE, negative_sharing="batch"),
+        "id-per-sequence-256": ModelArguments(**(BASELINE | {"hidden_size": 256}), negative_sharing="sequence"),
         "signals+metadata": ModelArguments(**BASELINE, signals="scenario,intent,topic", use_metadata=True, fusion="add"),
     }
     rows = []

@@ -210,8 +210,8 @@ def test_the_shipped_grids_are_valid_and_the_repeat_score_is_one_of_the_sasrec_s
     assert sasrec.resolved("reference") == {
         "hidden_size": 64, "num_hidden_layers": 1, "num_attention_heads": 1, "hidden_dropout_prob": 0.2,
         "attention_dropout_prob": 0.2, "max_history_length": 50, "loss_type": "sampled_softmax", "num_negatives": 256,
-        "shared_negatives": True, "repeat_bias": False, "learning_rate": 0.001, "per_device_train_batch_size": 128,
-        "num_train_epochs": 200, "early_stopping_patience": 50}
+        "negative_sharing": "sequence", "repeat_bias": False, "learning_rate": 0.001, "per_device_train_batch_size": 128,
+        "num_train_epochs": 200, "early_stopping_patience": 20}
     assert sasrec.settings["repeat score"] == {"repeat_bias": True, "repeat_score_learning_rate": 0.01}
     assert sorted(s["mask_prob"] for s in grids["beauty_bert4rec"].settings.values()) == [0.2, 0.4, 0.6]
 

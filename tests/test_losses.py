@@ -2,6 +2,8 @@
 "SS" of RecTools' SASRec+SS, optionally drawn by popularity with the logQ correction) and gSASRec's gBCE, beside
 full-softmax CE and sampled BCE; their settings, their draws, their wiring into training, and save/load."""
 
+import dataclasses
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -18,7 +20,8 @@ SAMPLED_LOSSES = [
     pytest.param({"loss_type": "sampled_softmax"}, id="sampled_softmax"),
     pytest.param({"loss_type": "sampled_softmax", "negative_sampling": "popularity"}, id="sampled_softmax-popularity"),
     pytest.param({"loss_type": "gbce"}, id="gbce"),
-    pytest.param({"loss_type": "sampled_softmax", "shared_negatives": True}, id="sampled_softmax-shared"),
+    pytest.param({"loss_type": "sampled_softmax", "negative_sharing": "sequence"}, id="sampled_softmax-per-sequence"),
+    pytest.param({"loss_type": "sampled_softmax", "negative_sharing": "batch"}, id="sampled_softmax-per-batch"),
 ]
 
 
@@ -93,8 +96,10 @@ def test_sampled_negatives_are_real_items_never_padding(backbone, settings):
     ids = torch.cat([negatives.reshape(-1) for negatives in drawn])
     assert len(drawn) == 20 and ids.dtype == torch.long
     assert int(ids.min()) >= 1 and int(ids.max()) <= NUM_ITEMS
-    if settings.get("shared_negatives"):  # one draw for the whole batch
+    if settings.get("negative_sharing") == "batch":  # one draw for the whole batch
         assert all(negatives.shape == (NEGATIVES,) for negatives in drawn)
+    elif settings.get("negative_sharing") == "sequence":  # one draw per sequence of the batch
+        assert all(negatives.shape == (8, NEGATIVES) for negatives in drawn)
     else:  # negatives of its own for each labelled position
         assert all(negatives.ndim == 2 and negatives.shape[1] == NEGATIVES for negatives in drawn)
     if settings.get("negative_sampling") == "popularity":
@@ -129,12 +134,31 @@ def scores_of(model, input_ids, labels):
 EVALUATION_BATCH = ([[1, 2, 3], [4, 5, 6, 7], [9]], [4, 30, 2])
 
 
-@pytest.mark.parametrize("shared_negatives", [False, True])
+@pytest.mark.parametrize("negative_sharing", ["position", "sequence", "batch"])
 @pytest.mark.parametrize("backbone", BACKBONES)
-def test_sampled_softmax_is_cross_entropy_over_the_target_and_its_negatives(backbone, shared_negatives):
-    model = sampled_model(backbone, loss_type="sampled_softmax", shared_negatives=shared_negatives)
+def test_sampled_softmax_is_cross_entropy_over_the_target_and_its_negatives(backbone, negative_sharing):
+    model = sampled_model(backbone, loss_type="sampled_softmax", negative_sharing=negative_sharing)
     out, positive, negative, _ = scores_of(model, *last_item_labels(*EVALUATION_BATCH))
     expected = F.cross_entropy(torch.cat([positive[:, None], negative], dim=1), torch.zeros(3, dtype=torch.long))
+    torch.testing.assert_close(out.loss, expected)
+
+
+@pytest.mark.parametrize("backbone", CAUSAL)
+def test_negatives_drawn_per_sequence_are_shared_by_every_scored_position_of_that_sequence(backbone):
+    """Several scored positions per sequence, of unequal counts: each position is scored against its own
+    sequence's draw, and the loss is the cross-entropy over the target and those negatives."""
+    model = sampled_model(backbone, loss_type="sampled_softmax", negative_sharing="sequence")
+    model.eval()
+    drawn = recording_draws(model)
+    input_ids, labels = next_item_labels([[1, 2, 3, 4, 5], [6, 7], [8, 9, 10, 11]])
+    out = model(input_ids, labels=labels)
+    (negatives,) = drawn
+    rows, positions = (labels != -100).nonzero(as_tuple=True)
+    assert negatives.shape == (3, NEGATIVES) and rows.tolist() == [0, 0, 0, 0, 1, 2, 2, 2]
+    targets = labels[rows, positions]
+    positive = out.logits[torch.arange(len(targets)), targets]
+    negative = out.logits.gather(1, negatives[rows])
+    expected = F.cross_entropy(torch.cat([positive[:, None], negative], dim=1), torch.zeros(len(targets), dtype=torch.long))
     torch.testing.assert_close(out.loss, expected)
 
 
@@ -234,7 +258,7 @@ def test_save_and_load_keep_the_loss_and_the_counts(backbone, settings, tmp_path
     model = sampled_model(backbone, **settings)
     model.save_pretrained(tmp_path)
     loaded = AutoModel.from_pretrained(tmp_path)
-    for name in ("loss_type", "num_negatives", "shared_negatives", "negative_sampling", "gbce_t"):
+    for name in ("loss_type", "num_negatives", "negative_sharing", "negative_sampling", "gbce_t"):
         assert getattr(loaded.config, name) == getattr(model.config, name)
     if model.config.negative_sampling == "popularity":
         assert torch.equal(loaded.item_counts, model.item_counts) and loaded.item_counts[0] == 0
@@ -262,12 +286,14 @@ def test_loss_arguments_reach_the_config_of_every_backbone():
         config = model.config
         assert (config.loss_type, config.num_negatives, config.negative_sampling) == ("sampled_softmax", 7, "popularity")
         assert torch.equal(model.item_counts[1:], counts[1:])
-        assert config.shared_negatives is False  # each position draws its own by default, as RecTools does
+        assert config.negative_sharing == "position"  # each position draws its own by default, as RecTools does
         (args,) = parser.parse_args_into_dataclasses(
-            ["--backbone", backbone, "--loss_type", "gbce", "--gbce_t", "0.5", "--shared_negatives", "true"]
+            ["--backbone", backbone, "--loss_type", "gbce", "--gbce_t", "0.5", "--negative_sharing", "sequence"]
         )
         config = build_model(args, num_items=20).config
-        assert config.gbce_t == 0.5 and config.shared_negatives is True
+        assert config.gbce_t == 0.5 and config.negative_sharing == "sequence"
+        with pytest.raises(ValueError, match="negative_sharing must be one of position, sequence, batch"):
+            build_model(dataclasses.replace(args, negative_sharing="user"), num_items=20)
 
 
 def test_training_by_popularity_reads_the_training_counts_and_evaluates_by_full_ranking(tmp_path):

@@ -55,9 +55,10 @@ class ModelArguments:
                   "'sampled_softmax': softmax over the target and sampled negatives (SASRec+SS); 'gbce': gSASRec's gBCE."},
     )
     num_negatives: int = field(default=1, metadata={"help": "Sampled negatives of each position (bce, sampled_softmax, gbce)."})
-    shared_negatives: bool = field(
-        default=False,
-        metadata={"help": "Draw the negatives once per batch, not per position: faster epochs, slower learning."},
+    negative_sharing: str = field(
+        default="position",
+        metadata={"help": "Who shares a draw of negatives: 'position' (each its own), 'sequence' or 'batch' "
+                  "(faster epochs; 'batch' learns more slowly)."},
     )
     negative_sampling: str = field(
         default="uniform",

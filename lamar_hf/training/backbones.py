@@ -34,7 +34,7 @@ from .data import NextItemCollator, last_item_examples, next_item_windows
 # backbone's own default (its config class's), e.g. dropout 0.5 for SASRec, 0.3 for GRU4Rec, 0.2 for BERT4Rec.
 COMMON_HYPERPARAMETERS = (
     "hidden_size", "num_hidden_layers", "max_history_length", "hidden_dropout_prob",
-    "loss_type", "num_negatives", "shared_negatives", "negative_sampling", "gbce_t",
+    "loss_type", "num_negatives", "negative_sharing", "negative_sampling", "gbce_t",
 )
 TRANSFORMER_HYPERPARAMETERS = ("num_attention_heads", "intermediate_size", "attention_dropout_prob")
 # Arguments that default to None and that only some backbones take: setting one for another backbone is a mistake.

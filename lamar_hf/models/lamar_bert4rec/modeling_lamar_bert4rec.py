@@ -262,7 +262,8 @@ class LamarBERT4RecModel(LamarBERT4RecPreTrainedModel):
             unmasked = ~masked.any(dim=1)
             masked[rows[unmasked], last[unmasked]] = True
             hidden = self._encode(items.masked_fill(masked, self.mask_token_id), item_rows)
-            queries, targets = self.prediction_head(hidden[masked]), items[masked]
+            query_rows, positions = masked.nonzero(as_tuple=True)  # row-major
+            queries, targets = self.prediction_head(hidden[query_rows, positions]), items[query_rows, positions]
         else:
             items, mask_positions = self._append(input_ids, lengths, torch.full_like(lengths, self.mask_token_id))
             hidden = self._encode(items, item_rows)
@@ -276,11 +277,11 @@ class LamarBERT4RecModel(LamarBERT4RecPreTrainedModel):
                         "labels must be -100 at every other position"
                     )
                 labelled = next_items != IGNORE_INDEX
-                queries, targets = queries[labelled], next_items[labelled]
+                queries, targets, query_rows = queries[labelled], next_items[labelled], rows[labelled]
 
         loss = logits = None
         if self.config.loss_type != "ce" and targets is not None:
-            loss = self._sampled_loss(queries, targets, item_rows)
+            loss = self._sampled_loss(queries, targets, item_rows, query_rows)
         if not (self.training and loss is not None):
             logits = queries @ item_table.T
             logits[:, 0] = float("-inf")  # padding is never recommended
@@ -316,18 +317,27 @@ class LamarBERT4RecModel(LamarBERT4RecPreTrainedModel):
         return hidden
 
     # Copied from lamar_hf.models.lamar_sasrec.modeling_lamar_sasrec.LamarSASRecModel._sampled_loss
-    def _sampled_loss(self, queries, targets, item_rows, score_shift=None) -> torch.Tensor:
+    def _sampled_loss(self, queries, targets, item_rows, query_rows, score_shift=None) -> torch.Tensor:
         """The ``config.loss_type`` loss of each query's target against drawn negatives (a draw may hit the target;
-        with thousands of items that is rare and harmless). ``score_shift``, if given, maps items ``[n, k]`` (``k``
-        per query) to amounts added to their scores. ``item_rows(ids)`` gives the item-table rows of ``ids``."""
+        with thousands of items that is rare and harmless). ``query_rows`` ``[n]`` is the batch row (sequence) of
+        each query, in ascending order. ``score_shift``, if given, maps items ``[n, k]`` (``k`` per query) to
+        amounts added to their scores. ``item_rows(ids)`` gives the item-table rows of ``ids``."""
         config = self.config
-        if config.shared_negatives:  # one draw for the batch: a [n, d] x [d, k] product, no n * k item rows
+        if config.negative_sharing == "batch":  # one draw for the batch: a [n, d] x [d, k] product, no n * k item rows
             negatives = self._draw_negatives((config.num_negatives,), targets.device)
             negative_scores = queries @ item_rows(negatives).T
             negatives = negatives.expand(targets.shape[0], -1)
+        elif config.negative_sharing == "sequence":  # one draw per sequence: a [slots, d] x [d, k] product per sequence
+            counts = torch.bincount(query_rows)
+            slots = torch.arange(len(query_rows), device=queries.device) - (counts.cumsum(0) - counts)[query_rows]
+            grouped = queries.new_zeros(len(counts), int(counts.max()), queries.shape[1])
+            grouped = grouped.index_put((query_rows, slots), queries)
+            negatives = self._draw_negatives((len(counts), config.num_negatives), targets.device)
+            negative_scores = torch.bmm(grouped, item_rows(negatives).transpose(1, 2))[query_rows, slots]
+            negatives = negatives[query_rows]
         else:  # each position has negatives of its own (as SASRec's BCE and RecTools' sampled softmax)
             negatives = self._draw_negatives((targets.shape[0], config.num_negatives), targets.device)
-            negative_scores = torch.einsum("nd,nkd->nk", queries, item_rows(negatives))
+            negative_scores = torch.bmm(item_rows(negatives), queries[:, :, None])[:, :, 0]
         positive_scores = (queries * item_rows(targets)).sum(-1)
         if score_shift is not None:
             positive_scores = positive_scores + score_shift(targets[:, None])[:, 0]
@@ -348,7 +358,6 @@ class LamarBERT4RecModel(LamarBERT4RecPreTrainedModel):
         logits = torch.cat([positive_scores[:, None], negative_scores], dim=1)
         return F.cross_entropy(logits, torch.zeros_like(targets))
 
-    # Copied from lamar_hf.models.lamar_sasrec.modeling_lamar_sasrec.LamarSASRecModel._draw_log_probabilities
     def _draw_log_probabilities(self) -> torch.Tensor:
         """``[num_items + 1]``: the log probability that a popularity draw picks each item."""
         counts = self.item_counts

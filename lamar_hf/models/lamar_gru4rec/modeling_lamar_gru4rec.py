@@ -213,7 +213,8 @@ class LamarGRU4RecModel(LamarGRU4RecPreTrainedModel):
             scored = labels != IGNORE_INDEX
             if not scored.any():
                 raise ValueError("labels hold no target (every position is -100)")
-            queries, targets = hidden[scored], labels[scored]
+            query_rows, positions = scored.nonzero(as_tuple=True)  # row-major, as the logits rows
+            queries, targets = hidden[query_rows, positions], labels[query_rows, positions]
         else:
             if (lengths == 0).any():
                 raise ValueError("a sequence is empty: at least one item is needed to recommend the next")
@@ -222,7 +223,7 @@ class LamarGRU4RecModel(LamarGRU4RecPreTrainedModel):
 
         loss = logits = None
         if self.config.loss_type != "ce" and targets is not None:
-            loss = self._sampled_loss(queries, targets, item_rows)
+            loss = self._sampled_loss(queries, targets, item_rows, query_rows)
         if not (self.training and loss is not None):
             logits = queries @ item_table.T
             logits[:, 0] = float("-inf")  # padding is never recommended
@@ -233,18 +234,27 @@ class LamarGRU4RecModel(LamarGRU4RecPreTrainedModel):
         )
 
     # Copied from lamar_hf.models.lamar_sasrec.modeling_lamar_sasrec.LamarSASRecModel._sampled_loss
-    def _sampled_loss(self, queries, targets, item_rows, score_shift=None) -> torch.Tensor:
+    def _sampled_loss(self, queries, targets, item_rows, query_rows, score_shift=None) -> torch.Tensor:
         """The ``config.loss_type`` loss of each query's target against drawn negatives (a draw may hit the target;
-        with thousands of items that is rare and harmless). ``score_shift``, if given, maps items ``[n, k]`` (``k``
-        per query) to amounts added to their scores. ``item_rows(ids)`` gives the item-table rows of ``ids``."""
+        with thousands of items that is rare and harmless). ``query_rows`` ``[n]`` is the batch row (sequence) of
+        each query, in ascending order. ``score_shift``, if given, maps items ``[n, k]`` (``k`` per query) to
+        amounts added to their scores. ``item_rows(ids)`` gives the item-table rows of ``ids``."""
         config = self.config
-        if config.shared_negatives:  # one draw for the batch: a [n, d] x [d, k] product, no n * k item rows
+        if config.negative_sharing == "batch":  # one draw for the batch: a [n, d] x [d, k] product, no n * k item rows
             negatives = self._draw_negatives((config.num_negatives,), targets.device)
             negative_scores = queries @ item_rows(negatives).T
             negatives = negatives.expand(targets.shape[0], -1)
+        elif config.negative_sharing == "sequence":  # one draw per sequence: a [slots, d] x [d, k] product per sequence
+            counts = torch.bincount(query_rows)
+            slots = torch.arange(len(query_rows), device=queries.device) - (counts.cumsum(0) - counts)[query_rows]
+            grouped = queries.new_zeros(len(counts), int(counts.max()), queries.shape[1])
+            grouped = grouped.index_put((query_rows, slots), queries)
+            negatives = self._draw_negatives((len(counts), config.num_negatives), targets.device)
+            negative_scores = torch.bmm(grouped, item_rows(negatives).transpose(1, 2))[query_rows, slots]
+            negatives = negatives[query_rows]
         else:  # each position has negatives of its own (as SASRec's BCE and RecTools' sampled softmax)
             negatives = self._draw_negatives((targets.shape[0], config.num_negatives), targets.device)
-            negative_scores = torch.einsum("nd,nkd->nk", queries, item_rows(negatives))
+            negative_scores = torch.bmm(item_rows(negatives), queries[:, :, None])[:, :, 0]
         positive_scores = (queries * item_rows(targets)).sum(-1)
         if score_shift is not None:
             positive_scores = positive_scores + score_shift(targets[:, None])[:, 0]
@@ -265,7 +275,6 @@ class LamarGRU4RecModel(LamarGRU4RecPreTrainedModel):
         logits = torch.cat([positive_scores[:, None], negative_scores], dim=1)
         return F.cross_entropy(logits, torch.zeros_like(targets))
 
-    # Copied from lamar_hf.models.lamar_sasrec.modeling_lamar_sasrec.LamarSASRecModel._draw_log_probabilities
     def _draw_log_probabilities(self) -> torch.Tensor:
         """``[num_items + 1]``: the log probability that a popularity draw picks each item."""
         counts = self.item_counts

@@ -5,6 +5,7 @@ from transformers import PretrainedConfig
 FUSION_MODES = ("none", "add", "concat", "gate")
 LOSS_TYPES = ("ce", "bce", "sampled_softmax", "gbce")
 NEGATIVE_SAMPLING = ("uniform", "popularity")
+NEGATIVE_SHARING = ("position", "sequence", "batch")
 
 
 class LamarSASRecConfig(PretrainedConfig):
@@ -37,10 +38,13 @@ class LamarSASRecConfig(PretrainedConfig):
             ``"sampled_softmax"`` (softmax cross-entropy over the target and ``num_negatives`` drawn items, the "SS" of
             RecTools' SASRec+SS) or ``"gbce"`` (gSASRec's generalised BCE, Petrov & Macdonald, RecSys 2023, against
             ``num_negatives`` uniform items).
-        num_negatives: negatives of each scored position (of each batch with ``shared_negatives``).
-        shared_negatives: draw one set of negatives for the whole batch instead of one per position: an epoch is
-            several times faster, but on Amazon Beauty a SASRec with 256 shared negatives learned far more slowly
-            per epoch and stopped lower (test Recall@10 0.063 against 0.069 after a third of the epochs).
+        num_negatives: negatives of each scored position (drawn per position, sequence or batch, see
+            ``negative_sharing``).
+        negative_sharing: who shares a draw of negatives: ``"position"`` (each scored position draws its own, as
+            RecTools' SASRec+SS), ``"sequence"`` (the positions of one sequence share a draw: one
+            ``[length, d] x [d, k]`` product per sequence instead of gathering ``k`` item rows per position) or
+            ``"batch"`` (one draw for the whole batch: fastest, but each step pushes down only ``k`` items, and on
+            Amazon Beauty it learned far more slowly per epoch and stopped lower).
         negative_sampling: how ``sampled_softmax`` draws its negatives: ``"uniform"`` over items 1..``num_items``,
             or ``"popularity"``, in proportion to each item's training count (``set_item_counts``), with the logQ
             correction (the log of an item's draw probability is subtracted from its score as a negative).
@@ -70,7 +74,7 @@ class LamarSASRecConfig(PretrainedConfig):
         repeat_bias: bool = False,
         loss_type: str = "ce",
         num_negatives: int = 1,
-        shared_negatives: bool = False,
+        negative_sharing: str = "position",
         negative_sampling: str = "uniform",
         gbce_t: float = 0.75,
         fusion: str = "none",
@@ -85,6 +89,8 @@ class LamarSASRecConfig(PretrainedConfig):
             raise ValueError(f"loss_type must be one of {', '.join(LOSS_TYPES)}, got {loss_type!r}")
         if negative_sampling not in NEGATIVE_SAMPLING:
             raise ValueError(f"negative_sampling must be one of {', '.join(NEGATIVE_SAMPLING)}, got {negative_sampling!r}")
+        if negative_sharing not in NEGATIVE_SHARING:
+            raise ValueError(f"negative_sharing must be one of {', '.join(NEGATIVE_SHARING)}, got {negative_sharing!r}")
         if negative_sampling == "popularity" and loss_type != "sampled_softmax":
             raise ValueError(
                 f"negative_sampling='popularity' (with its logQ correction) needs loss_type='sampled_softmax', got {loss_type!r}"
@@ -114,7 +120,7 @@ class LamarSASRecConfig(PretrainedConfig):
         self.repeat_bias = repeat_bias
         self.loss_type = loss_type
         self.num_negatives = num_negatives
-        self.shared_negatives = shared_negatives
+        self.negative_sharing = negative_sharing
         self.negative_sampling = negative_sampling
         self.gbce_t = gbce_t
         self.fusion = fusion

@@ -254,7 +254,7 @@ class LamarSASRecModel(LamarSASRecPreTrainedModel):
             repeat_shift = None if history is None else (
                 lambda items: self.repeat_score * (history[:, None, :] == items[:, :, None]).any(-1)
             )
-            loss = self._sampled_loss(queries, targets, item_rows, repeat_shift)
+            loss = self._sampled_loss(queries, targets, item_rows, rows, repeat_shift)
         if not (self.training and loss is not None):
             logits = queries @ item_table.T
             if history is not None:
@@ -273,18 +273,27 @@ class LamarSASRecModel(LamarSASRecPreTrainedModel):
         after = torch.arange(input_ids.shape[1], device=input_ids.device) > positions[:, None]
         return input_ids[rows].masked_fill(after, 0)
 
-    def _sampled_loss(self, queries, targets, item_rows, score_shift=None) -> torch.Tensor:
+    def _sampled_loss(self, queries, targets, item_rows, query_rows, score_shift=None) -> torch.Tensor:
         """The ``config.loss_type`` loss of each query's target against drawn negatives (a draw may hit the target;
-        with thousands of items that is rare and harmless). ``score_shift``, if given, maps items ``[n, k]`` (``k``
-        per query) to amounts added to their scores. ``item_rows(ids)`` gives the item-table rows of ``ids``."""
+        with thousands of items that is rare and harmless). ``query_rows`` ``[n]`` is the batch row (sequence) of
+        each query, in ascending order. ``score_shift``, if given, maps items ``[n, k]`` (``k`` per query) to
+        amounts added to their scores. ``item_rows(ids)`` gives the item-table rows of ``ids``."""
         config = self.config
-        if config.shared_negatives:  # one draw for the batch: a [n, d] x [d, k] product, no n * k item rows
+        if config.negative_sharing == "batch":  # one draw for the batch: a [n, d] x [d, k] product, no n * k item rows
             negatives = self._draw_negatives((config.num_negatives,), targets.device)
             negative_scores = queries @ item_rows(negatives).T
             negatives = negatives.expand(targets.shape[0], -1)
+        elif config.negative_sharing == "sequence":  # one draw per sequence: a [slots, d] x [d, k] product per sequence
+            counts = torch.bincount(query_rows)
+            slots = torch.arange(len(query_rows), device=queries.device) - (counts.cumsum(0) - counts)[query_rows]
+            grouped = queries.new_zeros(len(counts), int(counts.max()), queries.shape[1])
+            grouped = grouped.index_put((query_rows, slots), queries)
+            negatives = self._draw_negatives((len(counts), config.num_negatives), targets.device)
+            negative_scores = torch.bmm(grouped, item_rows(negatives).transpose(1, 2))[query_rows, slots]
+            negatives = negatives[query_rows]
         else:  # each position has negatives of its own (as SASRec's BCE and RecTools' sampled softmax)
             negatives = self._draw_negatives((targets.shape[0], config.num_negatives), targets.device)
-            negative_scores = torch.einsum("nd,nkd->nk", queries, item_rows(negatives))
+            negative_scores = torch.bmm(item_rows(negatives), queries[:, :, None])[:, :, 0]
         positive_scores = (queries * item_rows(targets)).sum(-1)
         if score_shift is not None:
             positive_scores = positive_scores + score_shift(targets[:, None])[:, 0]
