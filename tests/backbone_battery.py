@@ -67,6 +67,16 @@ def fusion_settings(fusion: str) -> dict:
     return {"fusion": fusion, "text_kinds": TEXT_KINDS, "text_embedding_dim": TEXT_DIM}
 
 
+def text_buffers(fusion: str) -> list[str]:
+    """The frozen buffers a model of ``fusion`` keeps of its texts (``init`` keeps none: the texts only start the
+    item-id table)."""
+    if fusion in ("none", "init"):
+        return []
+    if fusion == "semantic_nullspace":
+        return ["item_table.semantic_mean", "item_table.semantic_basis", "item_table.semantic_embeddings"]
+    return ["item_table.text_embeddings"]
+
+
 def padded(histories: list[list[int]], width: int | None = None) -> torch.Tensor:
     width = width or max(len(history) for history in histories)
     return torch.tensor([history + [0] * (width - len(history)) for history in histories])
@@ -237,8 +247,7 @@ def check_training_step(backbone: Backbone, fusion: str) -> None:
     assert not unchanged, f"parameters that never changed: {unchanged}"
     for name, buffer in model.named_buffers():
         assert torch.equal(buffer, frozen[name]), f"buffer {name} changed"
-    if fusion != "none":
-        assert "item_table.text_embeddings" in frozen
+    assert set(text_buffers(fusion)) <= set(frozen)
 
 
 def check_save_load(backbone: Backbone, fusion: str, folder) -> None:
@@ -253,30 +262,49 @@ def check_save_load(backbone: Backbone, fusion: str, folder) -> None:
     assert type(loaded) is backbone.model_class
     # Reloaded weights may take other kernels (alignment, layout): equal up to float32 rounding, not to the bit.
     torch.testing.assert_close(loaded.score(histories), model.score(histories))
-    if fusion != "none":  # a buffer read back from the file is the same bytes
-        assert torch.equal(loaded.item_table.text_embeddings, model.item_table.text_embeddings)
-        assert loaded.item_table.text_embeddings.abs().sum() > 0
+    buffers, loaded_buffers = dict(model.named_buffers()), dict(loaded.named_buffers())
+    assert set(loaded_buffers) == set(buffers)
+    for name, buffer in buffers.items():  # a buffer read back from the file is the same bytes
+        assert torch.equal(loaded_buffers[name], buffer), f"buffer {name} changed on the way"
+    for name in text_buffers(fusion):
+        assert loaded_buffers[name].abs().sum() > 0, f"{name} was never set"
+    # "init" keeps no texts: its semantic start lives in the item-id table, which must come back as it was.
+    assert torch.equal(loaded.get_input_embeddings().weight, model.get_input_embeddings().weight)
 
 
-def check_remote_code(backbone: Backbone, folder, scratch) -> None:
-    """A saved folder carries its code (``auto_map``) and loads in a process that never imported lamar_hf."""
+def check_remote_code(backbone: Backbone, folder, scratch, variants: dict[str, dict] | None = None) -> None:
+    """Saved folders carry their code (``auto_map``) and load in a process that never imported lamar_hf.
+
+    ``variants`` maps a name to the settings of one model (default: one ``gate`` model); all of them are saved
+    and loaded in one fresh process. A variant's ``score_kwargs`` (JSON-ready) go to ``score`` on both sides."""
     backbone.register()
-    model = backbone.model(**fusion_settings("gate"))
-    model.save_pretrained(folder)
-    config = json.loads((folder / "config.json").read_text())
-    assert set(config["auto_map"]) == {"AutoConfig", "AutoModel"}
-    assert sorted(path.name for path in folder.glob("*.py")) == sorted(
-        [f"configuration_{backbone.config_class.model_type}.py", f"modeling_{backbone.config_class.model_type}.py"]
-    )
+    variants = variants or {"gate": fusion_settings("gate")}
     histories = [[1, 2, 3], [9, 8, 7, 6, 5]]
+    models, calls = {}, {}
+    for name, settings in variants.items():
+        settings = dict(settings)
+        score_kwargs = settings.pop("score_kwargs", {})
+        model = models[name] = backbone.model(**settings)
+        model.save_pretrained(folder / name)
+        config = json.loads((folder / name / "config.json").read_text())
+        assert set(config["auto_map"]) == {"AutoConfig", "AutoModel"}
+        assert sorted(path.name for path in (folder / name).glob("*.py")) == sorted(
+            [f"configuration_{backbone.config_class.model_type}.py", f"modeling_{backbone.config_class.model_type}.py"]
+        )
+        calls[name] = (str(folder / name), score_kwargs)
     script = textwrap.dedent(
         f"""
         import json, sys
         from transformers import AutoModel
-        model = AutoModel.from_pretrained({str(folder)!r}, trust_remote_code=True)
+        out = {{}}
+        for name, (path, score_kwargs) in {calls!r}.items():
+            model = AutoModel.from_pretrained(path, trust_remote_code=True)
+            out[name] = {{"class": type(model).__name__, "module": type(model).__module__,
+                         "scores": model.score({histories!r}, **score_kwargs).tolist()}}
+            if not score_kwargs:
+                out[name]["top"] = model.recommend([1, 2, 3], k=5)
         assert not any(name.startswith("lamar_hf") for name in sys.modules), "lamar_hf was imported"
-        print(json.dumps({{"class": type(model).__name__, "module": type(model).__module__,
-                          "scores": model.score({histories!r}).tolist(), "top": model.recommend([1, 2, 3], k=5)}}))
+        print(json.dumps(out))
         """
     )
     env = {**os.environ, "HF_HOME": str(scratch / "hf_home"), "HF_HUB_OFFLINE": "1", "PYTHONPATH": ""}
@@ -286,10 +314,13 @@ def check_remote_code(backbone: Backbone, folder, scratch) -> None:
     )
     assert result.returncode == 0, result.stderr[-3000:]
     remote = json.loads(result.stdout.strip().splitlines()[-1])
-    assert remote["class"] == backbone.model_class.__name__
-    assert remote["module"].startswith("transformers_modules."), remote["module"]
-    torch.testing.assert_close(torch.tensor(remote["scores"]), model.score(histories))
-    assert_top_items(remote["top"], model.score([[1, 2, 3]])[0])
+    for name, model in models.items():
+        assert remote[name]["class"] == backbone.model_class.__name__
+        assert remote[name]["module"].startswith("transformers_modules."), remote[name]["module"]
+        score_kwargs = calls[name][1]
+        torch.testing.assert_close(torch.tensor(remote[name]["scores"]), model.score(histories, **score_kwargs))
+        if "top" in remote[name]:
+            assert_top_items(remote[name]["top"], model.score([[1, 2, 3]])[0])
 
 
 def check_bad_input(backbone: Backbone) -> None:

@@ -28,7 +28,7 @@ BERT4REC = battery.Backbone(
 )
 BACKBONES = [pytest.param(backbone, id=backbone.name) for backbone in (SASREC, GRU4REC, BERT4REC)]
 CAUSAL = [pytest.param(backbone, id=backbone.name) for backbone in (SASREC, GRU4REC)]
-FUSIONS = ["none", "add", "concat", "gate"]
+FUSIONS = ["none", "add", "concat", "gate", "init", "semantic_nullspace", "multiview"]
 
 
 @pytest.mark.parametrize("fusion", FUSIONS)
@@ -60,21 +60,25 @@ def test_bert4rec_cloze_training_and_appended_mask():
     battery.check_cloze_training(BERT4REC)
 
 
-@pytest.mark.parametrize("fusion", ["none", "concat", "gate"])  # "add" has no parameters of its own
+@pytest.mark.parametrize("fusion", [f for f in FUSIONS if f != "add"])  # "add" has no parameters of its own
 @pytest.mark.parametrize("backbone", BACKBONES)
 def test_loss_falls_and_every_parameter_changes(backbone, fusion):
     battery.check_training_step(backbone, fusion)
 
 
-@pytest.mark.parametrize("fusion", ["none", "concat"])
+@pytest.mark.parametrize("fusion", ["none", "concat", "init", "semantic_nullspace", "multiview"])
 @pytest.mark.parametrize("backbone", BACKBONES)
 def test_save_and_load_give_identical_scores(backbone, fusion, tmp_path):
     battery.check_save_load(backbone, fusion, tmp_path / "model")
 
 
-@pytest.mark.parametrize("backbone", [pytest.param(b, id=b.name) for b in (GRU4REC, BERT4REC)])
+# One fresh process per backbone loads a saved model of every item-table option.
+REMOTE_VARIANTS = {fusion: battery.fusion_settings(fusion) for fusion in ("gate", "init", "semantic_nullspace", "multiview")}
+
+
+@pytest.mark.parametrize("backbone", BACKBONES)
 def test_trust_remote_code_in_a_fresh_process(backbone, tmp_path):
-    battery.check_remote_code(backbone, tmp_path / "model", tmp_path)
+    battery.check_remote_code(backbone, tmp_path / "models", tmp_path, REMOTE_VARIANTS)
 
 
 @pytest.mark.parametrize("backbone", BACKBONES)

@@ -72,7 +72,14 @@ class ModelArguments:
     use_metadata: bool = field(default=False, metadata={"help": "Also fuse the metadata text (title, brand, categories)."})
     fusion: str = field(
         default="add",
-        metadata={"help": "How texts join the item ids: add, concat or gate (ID-only when no texts are chosen)."},
+        metadata={"help": "How texts join the item ids: add, concat, gate; init (the texts' principal components start "
+                  "the item-id table, then it trains freely); semantic_nullspace (a frozen semantic part of "
+                  "--semantic_dims beside learned ids, after AlphaFuse); multiview (per-item attention over the "
+                  "texts, at least two). ID-only when no texts are chosen."},
+    )
+    semantic_dims: int | None = field(
+        default=None,
+        metadata={"help": "semantic_nullspace: width of the frozen semantic part (default hidden_size // 2)."},
     )
     text_encoder: str = field(
         default=DEFAULT_ENCODER, metadata={"help": "Sentence encoder of the item texts (a folder or the default id)."}
@@ -84,7 +91,15 @@ class ModelArguments:
         if self.use_metadata:
             kinds.append(METADATA)
         if kinds and self.fusion == "none":
-            raise ValueError(f"--fusion none cannot use item texts ({', '.join(kinds)}); pick add, concat or gate")
+            raise ValueError(
+                f"--fusion none cannot use item texts ({', '.join(kinds)}); pick add, concat, gate, init, "
+                "semantic_nullspace or multiview"
+            )
+        if len(kinds) == 1 and self.fusion == "multiview":
+            raise ValueError(
+                f"--fusion multiview weighs item texts against each other and needs at least two item texts, got "
+                f"{kinds[0]} (--signals, --use_metadata); with one, use add"
+            )
         return kinds
 
 

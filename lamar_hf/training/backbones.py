@@ -34,7 +34,7 @@ from .data import NextItemCollator, last_item_examples, next_item_windows
 # backbone's own default (its config class's), e.g. dropout 0.5 for SASRec, 0.3 for GRU4Rec, 0.2 for BERT4Rec.
 COMMON_HYPERPARAMETERS = (
     "hidden_size", "num_hidden_layers", "max_history_length", "hidden_dropout_prob",
-    "loss_type", "num_negatives", "negative_sharing", "negative_sampling", "gbce_t",
+    "loss_type", "num_negatives", "negative_sharing", "negative_sampling", "gbce_t", "semantic_dims",
 )
 TRANSFORMER_HYPERPARAMETERS = ("num_attention_heads", "intermediate_size", "attention_dropout_prob")
 # Arguments that default to None and that only some backbones take: setting one for another backbone is a mistake.
@@ -59,12 +59,15 @@ class Backbone:
         ``hyperparameters`` that the arguments set (not None).
 
         Raises:
-            ValueError: for a backbone-specific argument (e.g. ``mask_prob``) set for a backbone that does not take it.
+            ValueError: for a backbone-specific argument (e.g. ``mask_prob``) set for a backbone that does not take it,
+                or ``semantic_dims`` without ``fusion="semantic_nullspace"`` and item texts.
         """
         foreign = [name for name in BACKBONE_SPECIFIC_ARGUMENTS
                    if getattr(args, name) is not None and name not in self.hyperparameters]
         if foreign:
             raise ValueError(f"--{foreign[0]} does not apply to the {self.name} backbone; leave it out")
+        if args.semantic_dims is not None and not (args.fusion == "semantic_nullspace" and text_kinds):
+            raise ValueError("--semantic_dims applies to --fusion semantic_nullspace with item texts; leave it out")
         chosen = {name: getattr(args, name) for name in self.hyperparameters if getattr(args, name) is not None}
         return self.config_class(
             num_items=num_items,

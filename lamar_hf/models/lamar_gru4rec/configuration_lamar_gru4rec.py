@@ -2,7 +2,7 @@
 
 from transformers import PretrainedConfig
 
-FUSION_MODES = ("none", "add", "concat", "gate")
+FUSION_MODES = ("none", "add", "concat", "gate", "init", "semantic_nullspace", "multiview")
 LOSS_TYPES = ("ce", "bce", "sampled_softmax", "gbce")
 NEGATIVE_SAMPLING = ("uniform", "popularity")
 NEGATIVE_SHARING = ("position", "sequence", "batch")
@@ -15,7 +15,8 @@ class LamarGRU4RecConfig(PretrainedConfig):
     otherwise each item's texts (``text_kinds``, e.g. ``["scenario", "intent", "topic", "metadata"]``), embedded
     once by a frozen sentence encoder into ``text_embedding_dim`` numbers each, are projected to ``hidden_size``
     and fused with the item-id embedding: ``add`` sums them, ``concat`` maps the concatenation back to
-    ``hidden_size``, ``gate`` mixes them with a learned per-dimension gate.
+    ``hidden_size``, ``gate`` mixes them with a learned per-dimension gate. Three more fusions use the texts
+    otherwise (``init``, ``semantic_nullspace``, ``multiview``: see ``fusion`` below).
 
     The defaults are RecBole's GRU4Rec (item embeddings of 64, one GRU layer with a state of 128, dropout 0.3 on the
     input embeddings, softmax cross-entropy over all items), which is trained with Adam at learning rate 1e-3.
@@ -44,10 +45,33 @@ class LamarGRU4RecConfig(PretrainedConfig):
             correction (the log of an item's draw probability is subtracted from its score as a negative).
         gbce_t: gBCE's calibration in [0, 1]: the target's probability is raised to ``beta = alpha * (gbce_t *
             (1 - 1 / alpha) + 1 / alpha)`` with ``alpha = num_negatives / (num_items - 1)`` (0: plain BCE).
-        fusion: one of ``"none"``, ``"add"``, ``"concat"``, ``"gate"``.
+        fusion: how the item texts join the item-id embedding ``e_i``; ``t_i`` is item ``i``'s text embeddings
+            concatenated in ``text_kinds`` order:
+
+            - ``"none"``: no texts, ``e_i`` alone (the ID-only model).
+            - ``"add"``: ``e_i + W t_i``; ``"concat"``: ``W' [e_i; W t_i]``; ``"gate"``: ``g * e_i + (1 - g) * W t_i``
+              with ``g = sigmoid(W'' [e_i; W t_i])`` per dimension.
+            - ``"init"``: the texts only initialise the item-id table: :meth:`set_text_embeddings` writes into
+              ``e_i`` the projection of ``t_i`` (centred over the real items) onto its first ``hidden_size``
+              principal directions (PCA; the remaining columns keep their random start when the texts have fewer),
+              scaled as a whole to standard deviation ``initializer_range``. The table then trains freely and the
+              texts are not kept: the model is an ID-only model with a semantic start.
+            - ``"semantic_nullspace"`` (in the spirit of AlphaFuse, Hu et al., SIGIR 2025): the row is ``[s_i; e_i]``,
+              a frozen semantic part ``s_i = (t_i - m) B`` of ``semantic_dims`` numbers (``m`` the mean text, ``B``
+              the first ``semantic_dims`` principal directions, scaled so that ``s`` has standard deviation
+              ``initializer_range``; computed by :meth:`set_text_embeddings` and kept as buffers) beside a learned
+              item-id embedding ``e_i`` of ``hidden_size - semantic_dims`` numbers. In the coordinates of the
+              texts' principal directions, the IDs learn in the complement (null space) of the semantic subspace,
+              which training never moves.
+            - ``"multiview"``: each text kind is a view with a projection of its own, ``v_ik = W_k t_ik``; the row is
+              ``e_i + sum_k a_ik v_ik`` with attention weights ``a_i = softmax_k((Q e_i) . v_ik / sqrt(hidden_size))``
+              queried by the item-id embedding, so each item learns how much of each view to use (needs at least
+              two ``text_kinds``).
         text_kinds: names of the embedded item texts, in the order of the model's ``text_embeddings`` buffer.
         text_embedding_dim: size of one text embedding (384 for all-MiniLM-L6-v2).
         text_encoder: the sentence encoder that made the text embeddings (provenance only).
+        semantic_dims: ``fusion="semantic_nullspace"`` only: width of the frozen semantic part, in
+            ``1..hidden_size - 1`` and at most the texts' total width (default ``hidden_size // 2``).
     """
 
     model_type = "lamar_gru4rec"
@@ -70,6 +94,7 @@ class LamarGRU4RecConfig(PretrainedConfig):
         text_kinds: list[str] | tuple[str, ...] = (),
         text_embedding_dim: int = 384,
         text_encoder: str = "sentence-transformers/all-MiniLM-L6-v2",
+        semantic_dims: int | None = None,
         **kwargs,
     ):
         if fusion not in FUSION_MODES:
@@ -93,6 +118,21 @@ class LamarGRU4RecConfig(PretrainedConfig):
             raise ValueError(f"fusion={fusion!r} needs at least one entry in text_kinds")
         if len(set(text_kinds)) != len(text_kinds):
             raise ValueError(f"text_kinds names a text twice: {text_kinds}")
+        if fusion == "multiview" and len(text_kinds) < 2:
+            raise ValueError(
+                f"fusion='multiview' weighs text kinds against each other and needs at least two, got {text_kinds} "
+                "(with one text, use 'add')"
+            )
+        if fusion == "semantic_nullspace":
+            text_width = len(text_kinds) * text_embedding_dim
+            semantic_dims = hidden_size // 2 if semantic_dims is None else semantic_dims
+            if not 1 <= semantic_dims <= min(hidden_size - 1, text_width):
+                raise ValueError(
+                    f"semantic_dims must be in 1..{min(hidden_size - 1, text_width)} (below hidden_size {hidden_size}, "
+                    f"at most the texts' width {text_width}), got {semantic_dims}"
+                )
+        elif semantic_dims:
+            raise ValueError(f"semantic_dims applies only to fusion='semantic_nullspace', not {fusion!r}")
         if num_hidden_layers < 1:
             raise ValueError(f"num_hidden_layers must be at least 1, got {num_hidden_layers}")
         self.num_items = num_items
@@ -112,4 +152,5 @@ class LamarGRU4RecConfig(PretrainedConfig):
         self.text_kinds = text_kinds if fusion != "none" else []
         self.text_embedding_dim = text_embedding_dim
         self.text_encoder = text_encoder
+        self.semantic_dims = semantic_dims if fusion == "semantic_nullspace" else 0
         super().__init__(**kwargs)

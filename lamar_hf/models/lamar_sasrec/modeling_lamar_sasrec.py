@@ -44,20 +44,38 @@ class LamarSASRecOutput(ModelOutput):
 
 
 class LamarSASRecItemTable(nn.Module):
-    """The item table ``[num_items + 1, hidden_size]``: item-id embeddings, fused with projected text embeddings.
+    """The item table ``[num_items + 1, hidden_size]``: item-id embeddings, fused with the item texts as
+    ``config.fusion`` says (see [`LamarSASRecConfig`]).
 
-    The sentence embeddings of the item texts are a frozen buffer (saved with the model); only their
-    projection and the fusion layers learn. The same table embeds the input items and scores the output.
+    The sentence embeddings of the item texts, and what ``init`` and ``semantic_nullspace`` derive from them, are
+    frozen buffers (saved with the model); only projections and fusion layers learn. The same table embeds the
+    input items and scores the output.
     """
 
     def __init__(self, config: LamarSASRecConfig):
         super().__init__()
         self.fusion = config.fusion
-        self.item_embeddings = nn.Embedding(config.num_items + 1, config.hidden_size, padding_idx=0)
-        if self.fusion == "none":
+        self.text_embedding_dim = config.text_embedding_dim
+        self.initializer_range = config.initializer_range
+        id_width = config.hidden_size - config.semantic_dims
+        self.item_embeddings = nn.Embedding(config.num_items + 1, id_width, padding_idx=0)
+        if self.fusion in ("none", "init"):  # "init" reads its texts once, in set_texts
             return
         text_width = len(config.text_kinds) * config.text_embedding_dim
+        if self.fusion == "semantic_nullspace":
+            self.register_buffer("semantic_mean", torch.zeros(text_width), persistent=True)
+            self.register_buffer("semantic_basis", torch.zeros(text_width, config.semantic_dims), persistent=True)
+            self.register_buffer(
+                "semantic_embeddings", torch.zeros(config.num_items + 1, config.semantic_dims), persistent=True
+            )
+            return
         self.register_buffer("text_embeddings", torch.zeros(config.num_items + 1, text_width), persistent=True)
+        if self.fusion == "multiview":
+            self.view_projections = nn.ModuleList(
+                nn.Linear(config.text_embedding_dim, config.hidden_size) for _ in config.text_kinds
+            )
+            self.view_query = nn.Linear(config.hidden_size, config.hidden_size)
+            return
         self.text_projection = nn.Linear(text_width, config.hidden_size)
         if self.fusion == "concat":
             self.fusion_projection = nn.Linear(2 * config.hidden_size, config.hidden_size)
@@ -67,9 +85,18 @@ class LamarSASRecItemTable(nn.Module):
     def forward(self, item_ids: torch.Tensor | None = None) -> torch.Tensor:
         """The fused rows of ``item_ids`` (``[..., hidden_size]``), or the whole table when ``item_ids`` is None."""
         ids = self.item_embeddings.weight if item_ids is None else self.item_embeddings(item_ids)
-        if self.fusion == "none":
+        if self.fusion in ("none", "init"):
             return ids
-        texts = self.text_projection(self.text_embeddings if item_ids is None else self.text_embeddings[item_ids])
+        if self.fusion == "semantic_nullspace":
+            semantic = self.semantic_embeddings if item_ids is None else self.semantic_embeddings[item_ids]
+            return torch.cat([semantic, ids], dim=-1)
+        texts = self.text_embeddings if item_ids is None else self.text_embeddings[item_ids]
+        if self.fusion == "multiview":
+            parts = texts.split(self.text_embedding_dim, dim=-1)
+            views = torch.stack([project(part) for project, part in zip(self.view_projections, parts)], dim=-2)
+            affinity = (views @ self.view_query(ids)[..., None])[..., 0] / math.sqrt(views.shape[-1])
+            return ids + (torch.softmax(affinity, dim=-1)[..., None] * views).sum(dim=-2)
+        texts = self.text_projection(texts)
         if self.fusion == "add":
             return ids + texts
         both = torch.cat([ids, texts], dim=-1)
@@ -77,6 +104,39 @@ class LamarSASRecItemTable(nn.Module):
             return self.fusion_projection(both)
         gate = torch.sigmoid(self.fusion_gate(both))
         return gate * ids + (1 - gate) * texts
+
+    @torch.no_grad()
+    def set_texts(self, texts: torch.Tensor) -> None:
+        """Take the items' concatenated text embeddings ``[num_items + 1, text width]`` (row 0, padding, ignored):
+        kept as they are, or, for ``init`` and ``semantic_nullspace``, turned into principal components."""
+        if self.fusion == "init":
+            table = self.item_embeddings.weight
+            mean, basis = self.principal_projection(texts, table.shape[1])
+            table[1:, : basis.shape[1]] = ((texts[1:] - mean) @ basis).to(table)
+        elif self.fusion == "semantic_nullspace":
+            mean, basis = self.principal_projection(texts, self.semantic_basis.shape[1])
+            self.semantic_mean.copy_(mean)
+            self.semantic_basis.copy_(basis)
+            self.semantic_embeddings.copy_((texts - mean) @ basis)
+            self.semantic_embeddings[0] = 0  # padding
+        else:
+            self.text_embeddings.copy_(texts)
+
+    def principal_projection(self, texts: torch.Tensor, dims: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(mean [width], basis [width, <= dims])`` of the real items' texts (rows 1..): ``(t - mean) @ basis`` are
+        their coordinates on the first ``dims`` principal directions (fewer when the texts are narrower), scaled
+        together to standard deviation ``initializer_range``."""
+        real = texts[1:].double()
+        mean = real.mean(dim=0)
+        centred = real - mean
+        _, directions = torch.linalg.eigh(centred.T @ centred)  # ascending variance
+        directions = directions.flip(-1)[:, :dims]
+        # An eigenvector's sign is arbitrary: fix it (largest entry positive) so that equal texts give equal tables.
+        largest = directions.gather(0, directions.abs().argmax(dim=0, keepdim=True))
+        directions = directions * torch.where(largest < 0, -1.0, 1.0)
+        spread = (centred @ directions).std(correction=0)
+        scale = self.initializer_range / spread if spread > 0 else 0.0
+        return mean.to(texts), (directions * scale).to(texts)
 
 
 class LamarSASRecAttention(nn.Module):
@@ -168,7 +228,9 @@ class LamarSASRecModel(LamarSASRecPreTrainedModel):
 
     def set_text_embeddings(self, embeddings) -> None:
         """Store the item-text embeddings: a mapping ``kind -> [num_items + 1, text_embedding_dim]`` holding every
-        kind of ``config.text_kinds`` (row ``i`` is item ``i``; row 0, padding, is ignored)."""
+        kind of ``config.text_kinds`` (row ``i`` is item ``i``; row 0, padding, is ignored). With ``fusion="init"``
+        this overwrites the item-id table with the texts' principal components; with ``"semantic_nullspace"`` it
+        sets the frozen semantic part (see the config). Call it once, on a new model: a saved model carries it."""
         config = self.config
         if config.fusion == "none":
             raise ValueError("this model has fusion='none' and uses no text embeddings")
@@ -179,10 +241,9 @@ class LamarSASRecModel(LamarSASRecPreTrainedModel):
         for kind in config.text_kinds:
             if tuple(embeddings[kind].shape) != expected:
                 raise ValueError(f"text embeddings {kind!r} have shape {tuple(embeddings[kind].shape)}, expected {expected}")
-        buffer = self.item_table.text_embeddings
-        stacked = torch.cat([torch.as_tensor(embeddings[kind]).to(buffer) for kind in config.text_kinds], dim=-1)
-        with torch.no_grad():
-            buffer.copy_(stacked)
+        reference = self.item_table.item_embeddings.weight
+        stacked = torch.cat([torch.as_tensor(embeddings[kind]).to(reference) for kind in config.text_kinds], dim=-1)
+        self.item_table.set_texts(stacked)
 
     def set_item_counts(self, counts) -> None:
         """Store how often each item occurs in the training data, ``[num_items + 1]`` (row 0, padding, is ignored):
