@@ -25,6 +25,7 @@ NUM_ITEMS = 50
 LENGTH = 8
 TEXT_DIM = 12
 TEXT_KINDS = ["scenario", "intent"]
+ATTRIBUTE_VOCAB = {"scenario_cluster": 5, "intent_cluster": 3}
 
 
 @dataclass
@@ -46,6 +47,8 @@ class Backbone:
         model = self.model_class(self.config(**overrides))
         if model.config.fusion != "none":
             model.set_text_embeddings(text_embeddings(seed))
+        if model.config.attribute_kinds:
+            model.set_item_attributes(attribute_ids(seed))
         return model
 
     def register(self) -> None:
@@ -61,20 +64,41 @@ def text_embeddings(seed: int = 0) -> dict[str, torch.Tensor]:
     return {kind: torch.randn(NUM_ITEMS + 1, TEXT_DIM, generator=generator) for kind in TEXT_KINDS}
 
 
-def fusion_settings(fusion: str) -> dict:
-    if fusion == "none":
-        return {"fusion": "none"}
-    return {"fusion": fusion, "text_kinds": TEXT_KINDS, "text_embedding_dim": TEXT_DIM}
+def attribute_ids(seed: int = 0) -> dict[str, torch.Tensor]:
+    generator = torch.Generator().manual_seed(2000 + seed)
+    return {kind: torch.randint(0, size + 1, (NUM_ITEMS + 1,), generator=generator) for kind, size in ATTRIBUTE_VOCAB.items()}
 
 
-def text_buffers(fusion: str) -> list[str]:
-    """The frozen buffers a model of ``fusion`` keeps of its texts (``init`` keeps none: the texts only start the
-    item-id table)."""
+def split_variant(variant: str) -> tuple[str, set[str]]:
+    """``"gate+attributes"`` -> ``("gate", {"attributes"})``: a fusion and the extras on top of it; a variant that
+    starts with an extra (``"attributes"``) is the ID-only model with it."""
+    first, *extras = variant.split("+")
+    if first in ("attributes",):
+        return "none", {first, *extras}
+    return first, set(extras)
+
+
+def fusion_settings(variant: str) -> dict:
+    """The settings of a fusion, or of a variant such as ``"semantic_nullspace+attributes"`` (see ``split_variant``)."""
+    fusion, extras = split_variant(variant)
+    settings = {"fusion": fusion}
+    if fusion != "none":
+        settings |= {"text_kinds": TEXT_KINDS, "text_embedding_dim": TEXT_DIM}
+    if "attributes" in extras:
+        settings |= {"attribute_kinds": list(ATTRIBUTE_VOCAB), "attribute_vocab_sizes": list(ATTRIBUTE_VOCAB.values())}
+    return settings
+
+
+def text_buffers(variant: str) -> list[str]:
+    """The frozen buffers a model of a fusion (or variant) keeps of its item data (``init`` keeps none: the texts
+    only start the item-id table)."""
+    fusion, extras = split_variant(variant)
+    names = ["item_table.item_attributes"] if "attributes" in extras else []
     if fusion in ("none", "init"):
-        return []
+        return names
     if fusion == "semantic_nullspace":
-        return ["item_table.semantic_mean", "item_table.semantic_basis", "item_table.semantic_embeddings"]
-    return ["item_table.text_embeddings"]
+        return names + ["item_table.semantic_mean", "item_table.semantic_basis", "item_table.semantic_embeddings"]
+    return names + ["item_table.text_embeddings"]
 
 
 def padded(histories: list[list[int]], width: int | None = None) -> torch.Tensor:
@@ -257,7 +281,7 @@ def check_save_load(backbone: Backbone, fusion: str, folder) -> None:
     histories = [[1, 2, 3], [9, 8, 7, 6, 5, 4, 3, 2, 1], [50]]
     model.save_pretrained(folder)
     config = json.loads((folder / "config.json").read_text())
-    assert config["model_type"] == backbone.config_class.model_type and config["fusion"] == fusion
+    assert config["model_type"] == backbone.config_class.model_type and config["fusion"] == split_variant(fusion)[0]
     loaded = AutoModel.from_pretrained(folder)  # plain from_pretrained: the class is registered
     assert type(loaded) is backbone.model_class
     # Reloaded weights may take other kernels (alignment, layout): equal up to float32 rounding, not to the bit.

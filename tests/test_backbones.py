@@ -29,9 +29,11 @@ BERT4REC = battery.Backbone(
 BACKBONES = [pytest.param(backbone, id=backbone.name) for backbone in (SASREC, GRU4REC, BERT4REC)]
 CAUSAL = [pytest.param(backbone, id=backbone.name) for backbone in (SASREC, GRU4REC)]
 FUSIONS = ["none", "add", "concat", "gate", "init", "semantic_nullspace", "multiview"]
+# Learned item attributes alone, and beside a text fusion (for semantic_nullspace they join the learned part only).
+ATTRIBUTE_VARIANTS = ["attributes", "gate+attributes", "semantic_nullspace+attributes"]
 
 
-@pytest.mark.parametrize("fusion", FUSIONS)
+@pytest.mark.parametrize("fusion", FUSIONS + ATTRIBUTE_VARIANTS)
 @pytest.mark.parametrize("backbone", BACKBONES)
 def test_output_shapes(backbone, fusion):
     battery.check_output_shapes(backbone, fusion)
@@ -60,20 +62,26 @@ def test_bert4rec_cloze_training_and_appended_mask():
     battery.check_cloze_training(BERT4REC)
 
 
-@pytest.mark.parametrize("fusion", [f for f in FUSIONS if f != "add"])  # "add" has no parameters of its own
+# "add" has no parameters of its own.
+@pytest.mark.parametrize("fusion", [f for f in FUSIONS if f != "add"] + ATTRIBUTE_VARIANTS)
 @pytest.mark.parametrize("backbone", BACKBONES)
 def test_loss_falls_and_every_parameter_changes(backbone, fusion):
     battery.check_training_step(backbone, fusion)
 
 
-@pytest.mark.parametrize("fusion", ["none", "concat", "init", "semantic_nullspace", "multiview"])
+@pytest.mark.parametrize(
+    "fusion", ["none", "concat", "init", "semantic_nullspace", "multiview", "attributes", "semantic_nullspace+attributes"]
+)
 @pytest.mark.parametrize("backbone", BACKBONES)
 def test_save_and_load_give_identical_scores(backbone, fusion, tmp_path):
     battery.check_save_load(backbone, fusion, tmp_path / "model")
 
 
 # One fresh process per backbone loads a saved model of every item-table option.
-REMOTE_VARIANTS = {fusion: battery.fusion_settings(fusion) for fusion in ("gate", "init", "semantic_nullspace", "multiview")}
+REMOTE_VARIANTS = {
+    variant: battery.fusion_settings(variant)
+    for variant in ("gate", "init", "semantic_nullspace", "multiview", "gate+attributes")
+}
 
 
 @pytest.mark.parametrize("backbone", BACKBONES)

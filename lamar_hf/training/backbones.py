@@ -17,6 +17,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
+import torch
+
 from lamar_hf.models import (
     LamarBERT4RecConfig,
     LamarBERT4RecModel,
@@ -54,9 +56,17 @@ class Backbone:
     eval_examples: Callable = last_item_examples  # (histories, targets, max_history_length) -> examples
     collator: Callable = NextItemCollator  # () -> callable(examples) -> batch
 
-    def make_config(self, args: ModelArguments, num_items: int, text_kinds: list[str], text_embedding_dim: int):
-        """A ``config_class`` for ``num_items`` items fusing ``text_kinds``, with every hyper-parameter of
-        ``hyperparameters`` that the arguments set (not None).
+    def make_config(
+        self,
+        args: ModelArguments,
+        num_items: int,
+        text_kinds: list[str],
+        text_embedding_dim: int,
+        attribute_vocab_sizes: dict[str, int] | None = None,
+    ):
+        """A ``config_class`` for ``num_items`` items fusing ``text_kinds`` (and learning the item attributes of
+        ``attribute_vocab_sizes``, ``{kind: number of ids}``), with every hyper-parameter of ``hyperparameters``
+        that the arguments set (not None).
 
         Raises:
             ValueError: for a backbone-specific argument (e.g. ``mask_prob``) set for a backbone that does not take it,
@@ -75,6 +85,8 @@ class Backbone:
             text_kinds=text_kinds,
             text_embedding_dim=text_embedding_dim,
             text_encoder=args.text_encoder,
+            attribute_kinds=list(attribute_vocab_sizes or {}),
+            attribute_vocab_sizes=list((attribute_vocab_sizes or {}).values()),
             **chosen,
         )
 
@@ -93,12 +105,22 @@ def get_backbone(name: str) -> Backbone:
     return BACKBONES[name]
 
 
-def build_model(args: ModelArguments, num_items: int, text_embeddings: dict | None = None, item_counts=None):
+def build_model(
+    args: ModelArguments,
+    num_items: int,
+    text_embeddings: dict | None = None,
+    item_counts=None,
+    item_attributes: dict | None = None,
+):
     """A freshly initialised model of ``args.backbone`` for ``num_items`` items, holding the text embeddings it fuses
     and, for ``--negative_sampling popularity``, the training ``item_counts`` (``[num_items + 1]``) it draws by.
 
+    ``item_attributes`` (``{kind: integer array [num_items + 1]}``, ids ``1..size`` and 0 for none / unknown)
+    become learned item attributes (``attribute_kinds``), each kind with as many ids as its largest id.
+
     Raises:
-        ValueError: when a text kind the arguments ask for has no embeddings, or popularity sampling has no counts.
+        ValueError: when a text kind the arguments ask for has no embeddings, popularity sampling has no counts, or
+            the attribute ids are not valid (see ``set_item_attributes``).
     """
     backbone = get_backbone(args.backbone)
     text_kinds = args.text_kinds()
@@ -106,10 +128,15 @@ def build_model(args: ModelArguments, num_items: int, text_embeddings: dict | No
     if missing:
         raise ValueError(f"no text embeddings for {', '.join(missing)}")
     text_embedding_dim = int(text_embeddings[text_kinds[0]].shape[1]) if text_kinds else 384
-    config = backbone.make_config(args, num_items, text_kinds, text_embedding_dim)
+    attribute_vocab_sizes = {
+        kind: max(int(torch.as_tensor(ids).max()), 1) for kind, ids in (item_attributes or {}).items()
+    }
+    config = backbone.make_config(args, num_items, text_kinds, text_embedding_dim, attribute_vocab_sizes)
     model = backbone.model_class(config)
     if text_kinds:
         model.set_text_embeddings({kind: text_embeddings[kind] for kind in text_kinds})
+    if item_attributes:
+        model.set_item_attributes(item_attributes)
     if config.negative_sampling == "popularity":
         if item_counts is None:
             raise ValueError("--negative_sampling popularity needs the training item counts")

@@ -78,6 +78,13 @@ class LamarSASRecConfig(PretrainedConfig):
         text_encoder: the sentence encoder that made the text embeddings (provenance only).
         semantic_dims: ``fusion="semantic_nullspace"`` only: width of the frozen semantic part, in
             ``1..hidden_size - 1`` and at most the texts' total width (default ``hidden_size // 2``).
+        attribute_kinds: names of categorical item attributes learned as embeddings, as RecBole's SASRecF does
+            (e.g. ``["scenario_cluster", "intent_cluster", "topic_cluster"]``; empty: none). Each kind has an
+            embedding table of its own; an item's attribute embeddings are summed into its item-id embedding
+            ``e_i`` before the fusion (for ``semantic_nullspace``, into the learned part only), so they work with
+            every ``fusion``. Set the ids with ``set_item_attributes``.
+        attribute_vocab_sizes: for each of ``attribute_kinds``, how many attribute ids it has: ids run
+            ``1..size``, and 0 is "none / unknown" (a zero embedding).
     """
 
     model_type = "lamar_sasrec"
@@ -106,6 +113,8 @@ class LamarSASRecConfig(PretrainedConfig):
         text_embedding_dim: int = 384,
         text_encoder: str = "sentence-transformers/all-MiniLM-L6-v2",
         semantic_dims: int | None = None,
+        attribute_kinds: list[str] | tuple[str, ...] = (),
+        attribute_vocab_sizes: list[int] | tuple[int, ...] = (),
         **kwargs,
     ):
         if fusion not in FUSION_MODES:
@@ -144,6 +153,18 @@ class LamarSASRecConfig(PretrainedConfig):
                 )
         elif semantic_dims:
             raise ValueError(f"semantic_dims applies only to fusion='semantic_nullspace', not {fusion!r}")
+        attribute_kinds, attribute_vocab_sizes = list(attribute_kinds), list(attribute_vocab_sizes)
+        if len(attribute_kinds) != len(attribute_vocab_sizes):
+            raise ValueError(
+                f"attribute_kinds ({len(attribute_kinds)}) and attribute_vocab_sizes ({len(attribute_vocab_sizes)}) "
+                "need one entry per attribute"
+            )
+        if len(set(attribute_kinds)) != len(attribute_kinds):
+            raise ValueError(f"attribute_kinds names an attribute twice: {attribute_kinds}")
+        if not all(isinstance(kind, str) and kind for kind in attribute_kinds):
+            raise ValueError(f"attribute_kinds must be non-empty names, got {attribute_kinds}")
+        if not all(isinstance(size, int) and not isinstance(size, bool) and size >= 1 for size in attribute_vocab_sizes):
+            raise ValueError(f"attribute_vocab_sizes must be positive integers, got {attribute_vocab_sizes}")
         if hidden_size % num_attention_heads:
             raise ValueError(f"hidden_size {hidden_size} is not a multiple of num_attention_heads {num_attention_heads}")
         self.num_items = num_items
@@ -169,4 +190,6 @@ class LamarSASRecConfig(PretrainedConfig):
         self.text_embedding_dim = text_embedding_dim
         self.text_encoder = text_encoder
         self.semantic_dims = semantic_dims if fusion == "semantic_nullspace" else 0
+        self.attribute_kinds = attribute_kinds
+        self.attribute_vocab_sizes = attribute_vocab_sizes
         super().__init__(**kwargs)

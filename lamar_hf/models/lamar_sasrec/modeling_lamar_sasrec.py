@@ -48,8 +48,9 @@ class LamarSASRecItemTable(nn.Module):
     ``config.fusion`` says (see [`LamarSASRecConfig`]).
 
     The sentence embeddings of the item texts, and what ``init`` and ``semantic_nullspace`` derive from them, are
-    frozen buffers (saved with the model); only projections and fusion layers learn. The same table embeds the
-    input items and scores the output.
+    frozen buffers (saved with the model); only projections and fusion layers learn. Item attributes
+    (``config.attribute_kinds``) are a long buffer of ids whose learned embeddings join the item-id embedding. The
+    same table embeds the input items and scores the output.
     """
 
     def __init__(self, config: LamarSASRecConfig):
@@ -59,6 +60,16 @@ class LamarSASRecItemTable(nn.Module):
         self.initializer_range = config.initializer_range
         id_width = config.hidden_size - config.semantic_dims
         self.item_embeddings = nn.Embedding(config.num_items + 1, id_width, padding_idx=0)
+        self.attribute_embeddings = None
+        if config.attribute_kinds:  # learned like the ids, so they join the id part
+            self.register_buffer(
+                "item_attributes",
+                torch.zeros(config.num_items + 1, len(config.attribute_kinds), dtype=torch.long),
+                persistent=True,
+            )
+            self.attribute_embeddings = nn.ModuleList(
+                nn.Embedding(size + 1, id_width, padding_idx=0) for size in config.attribute_vocab_sizes
+            )
         if self.fusion in ("none", "init"):  # "init" reads its texts once, in set_texts
             return
         text_width = len(config.text_kinds) * config.text_embedding_dim
@@ -85,6 +96,10 @@ class LamarSASRecItemTable(nn.Module):
     def forward(self, item_ids: torch.Tensor | None = None) -> torch.Tensor:
         """The fused rows of ``item_ids`` (``[..., hidden_size]``), or the whole table when ``item_ids`` is None."""
         ids = self.item_embeddings.weight if item_ids is None else self.item_embeddings(item_ids)
+        if self.attribute_embeddings is not None:
+            attributes = self.item_attributes if item_ids is None else self.item_attributes[item_ids]
+            for kind, embeddings in enumerate(self.attribute_embeddings):
+                ids = ids + embeddings(attributes[..., kind])
         if self.fusion in ("none", "init"):
             return ids
         if self.fusion == "semantic_nullspace":
@@ -195,8 +210,9 @@ class LamarSASRecModel(LamarSASRecPreTrainedModel):
     """SASRec next-item recommender with optional fusion of frozen item-text embeddings (see the config).
 
     ``model(input_ids, labels)`` trains; :meth:`score` and :meth:`recommend` serve recommendations.
-    A new text-fused model needs its text embeddings once, with :meth:`set_text_embeddings`; a saved one
-    carries them.
+    A new model needs its item data once: its text embeddings (:meth:`set_text_embeddings`) for a
+    ``fusion`` other than ``none``, its attribute ids (:meth:`set_item_attributes`) for ``attribute_kinds``; a
+    saved one carries them.
     """
 
     def __init__(self, config: LamarSASRecConfig):
@@ -244,6 +260,45 @@ class LamarSASRecModel(LamarSASRecPreTrainedModel):
         reference = self.item_table.item_embeddings.weight
         stacked = torch.cat([torch.as_tensor(embeddings[kind]).to(reference) for kind in config.text_kinds], dim=-1)
         self.item_table.set_texts(stacked)
+
+    def set_item_attributes(self, attributes) -> None:
+        """Store the items' attribute ids: a mapping ``kind -> [num_items + 1]`` integer array holding every kind of
+        ``config.attribute_kinds`` (row ``i`` is item ``i``; row 0, padding, is stored as 0). The ids of a kind run
+        ``0..size`` with ``size`` its entry of ``config.attribute_vocab_sizes``; 0 means none / unknown.
+
+        Raises:
+            ValueError: for a model without attributes, a kind that is missing or unknown, a wrong shape, ids that are
+                not integers, or an id outside ``0..size`` (naming the item).
+        """
+        config = self.config
+        if not config.attribute_kinds:
+            raise ValueError("this model has no item attributes (attribute_kinds is empty)")
+        unknown = [kind for kind in attributes if kind not in config.attribute_kinds]
+        if unknown:
+            raise ValueError(
+                f"unknown attribute kinds {', '.join(map(str, unknown))}; this model has {', '.join(config.attribute_kinds)}"
+            )
+        missing = [kind for kind in config.attribute_kinds if kind not in attributes]
+        if missing:
+            raise ValueError(f"attribute ids for {', '.join(missing)} are missing (have {', '.join(attributes)})")
+        expected, columns = (config.num_items + 1,), []
+        for kind, size in zip(config.attribute_kinds, config.attribute_vocab_sizes):
+            ids = torch.as_tensor(attributes[kind])
+            if tuple(ids.shape) != expected:
+                raise ValueError(f"attribute ids {kind!r} have shape {tuple(ids.shape)}, expected {expected}")
+            if ids.is_floating_point() or ids.is_complex() or ids.dtype == torch.bool:
+                raise ValueError(f"attribute ids {kind!r} must be integers, got {ids.dtype}")
+            outside = ((ids < 0) | (ids > size)).nonzero()
+            if len(outside):
+                item = int(outside[0, 0])
+                raise ValueError(
+                    f"attribute {kind!r} of item {item} is {int(ids[item])}, outside 0..{size} (attribute_vocab_sizes)"
+                )
+            columns.append(ids.long())
+        buffer = self.item_table.item_attributes
+        with torch.no_grad():
+            buffer.copy_(torch.stack(columns, dim=1))
+            buffer[0] = 0  # padding
 
     def set_item_counts(self, counts) -> None:
         """Store how often each item occurs in the training data, ``[num_items + 1]`` (row 0, padding, is ignored):
