@@ -26,6 +26,7 @@ LENGTH = 8
 TEXT_DIM = 12
 TEXT_KINDS = ["scenario", "intent"]
 ATTRIBUTE_VOCAB = {"scenario_cluster": 5, "intent_cluster": 3}
+USER_DIM = 6
 
 
 @dataclass
@@ -73,7 +74,7 @@ def split_variant(variant: str) -> tuple[str, set[str]]:
     """``"gate+attributes"`` -> ``("gate", {"attributes"})``: a fusion and the extras on top of it; a variant that
     starts with an extra (``"attributes"``) is the ID-only model with it."""
     first, *extras = variant.split("+")
-    if first in ("attributes",):
+    if first in ("attributes", "user"):
         return "none", {first, *extras}
     return first, set(extras)
 
@@ -86,7 +87,18 @@ def fusion_settings(variant: str) -> dict:
         settings |= {"text_kinds": TEXT_KINDS, "text_embedding_dim": TEXT_DIM}
     if "attributes" in extras:
         settings |= {"attribute_kinds": list(ATTRIBUTE_VOCAB), "attribute_vocab_sizes": list(ATTRIBUTE_VOCAB.values())}
+    if "user" in extras:
+        settings |= {"user_text_embedding_dim": USER_DIM}
     return settings
+
+
+def user_inputs(model, batch_size: int) -> dict:
+    """``{"user_embeddings": [batch_size, dim]}`` for a model with a user token (row ``b`` is always the same
+    user), ``{}`` for one without: the extra keywords of ``forward`` and ``score``."""
+    width = model.config.user_text_embedding_dim
+    if not width:
+        return {}
+    return {"user_embeddings": torch.randn(64, width, generator=torch.Generator().manual_seed(3000))[:batch_size]}
 
 
 def text_buffers(variant: str) -> list[str]:
@@ -138,28 +150,31 @@ def random_sequences(count: int, seed: int, lengths=range(3, LENGTH + 2)) -> lis
 def check_output_shapes(backbone: Backbone, fusion: str) -> None:
     model = backbone.model(**fusion_settings(fusion))
     histories = [[1, 2, 3], [4, 5, 6, 7, 8, 9], [10]]
+    users = user_inputs(model, len(histories))
     model.eval()
-    out = model(padded(histories), output_hidden_states=True)
+    out = model(padded(histories), output_hidden_states=True, **users)
     assert out.loss is None
     assert out.logits.shape == (3, NUM_ITEMS + 1)
     assert torch.isneginf(out.logits[:, 0]).all() and torch.isfinite(out.logits[:, 1:]).all()
     assert out.last_hidden_state.shape[0] == 3 and out.last_hidden_state.shape[2] == 16
-    assert model(padded(histories)).last_hidden_state is None
+    if backbone.causal:  # one output per item position, whatever the extra tokens
+        assert out.last_hidden_state.shape[1] == padded(histories).shape[1]
+    assert model(padded(histories), **users).last_hidden_state is None
 
     input_ids, labels = last_item_labels(histories, [4, 10, 11])
-    out = model(input_ids, labels=labels)
+    out = model(input_ids, labels=labels, **users)
     assert out.logits.shape == (3, NUM_ITEMS + 1) and out.loss.ndim == 0 and torch.isfinite(out.loss)
     expected = torch.nn.functional.cross_entropy(out.logits, torch.tensor([4, 10, 11]))
     torch.testing.assert_close(out.loss, expected)
 
     model.train()
     input_ids, labels = next_item_labels([[1, 2, 3, 4], [5, 6, 7, 8, 9, 10, 11]])
-    out = model(input_ids, labels=labels)
+    out = model(input_ids, labels=labels, **user_inputs(model, 2))
     assert out.loss.ndim == 0 and torch.isfinite(out.loss)
     assert out.logits.ndim == 2 and out.logits.shape[1] == NUM_ITEMS + 1
     if backbone.causal:  # one row per labelled position
         assert out.logits.shape[0] == int((labels != -100).sum())
-    scores = model.score(histories)
+    scores = model.score(histories, **users)
     assert model.training, "score() restores the training mode"
     assert scores.shape == (3, NUM_ITEMS + 1)
 
@@ -253,16 +268,18 @@ def check_training_step(backbone: Backbone, fusion: str) -> None:
     before = {name: parameter.detach().clone() for name, parameter in model.named_parameters()}
     frozen = {name: buffer.clone() for name, buffer in model.named_buffers()}
 
+    users = user_inputs(model, len(sequences))
+
     def eval_loss():
         model.eval()
         with torch.no_grad():
-            return model(eval_inputs, labels=eval_labels).loss.item()
+            return model(eval_inputs, labels=eval_labels, **users).loss.item()
 
     first = eval_loss()
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
     for _ in range(20):
         model.train()
-        loss = model(train_inputs, labels=train_labels).loss
+        loss = model(train_inputs, labels=train_labels, **users).loss
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
@@ -285,7 +302,8 @@ def check_save_load(backbone: Backbone, fusion: str, folder) -> None:
     loaded = AutoModel.from_pretrained(folder)  # plain from_pretrained: the class is registered
     assert type(loaded) is backbone.model_class
     # Reloaded weights may take other kernels (alignment, layout): equal up to float32 rounding, not to the bit.
-    torch.testing.assert_close(loaded.score(histories), model.score(histories))
+    users = user_inputs(model, len(histories))
+    torch.testing.assert_close(loaded.score(histories, **users), model.score(histories, **users))
     buffers, loaded_buffers = dict(model.named_buffers()), dict(loaded.named_buffers())
     assert set(loaded_buffers) == set(buffers)
     for name, buffer in buffers.items():  # a buffer read back from the file is the same bytes
@@ -309,6 +327,7 @@ def check_remote_code(backbone: Backbone, folder, scratch, variants: dict[str, d
         settings = dict(settings)
         score_kwargs = settings.pop("score_kwargs", {})
         model = models[name] = backbone.model(**settings)
+        score_kwargs |= {key: value.tolist() for key, value in user_inputs(model, len(histories)).items()}
         model.save_pretrained(folder / name)
         config = json.loads((folder / name / "config.json").read_text())
         assert set(config["auto_map"]) == {"AutoConfig", "AutoModel"}

@@ -31,9 +31,11 @@ CAUSAL = [pytest.param(backbone, id=backbone.name) for backbone in (SASREC, GRU4
 FUSIONS = ["none", "add", "concat", "gate", "init", "semantic_nullspace", "multiview"]
 # Learned item attributes alone, and beside a text fusion (for semantic_nullspace they join the learned part only).
 ATTRIBUTE_VARIANTS = ["attributes", "gate+attributes", "semantic_nullspace+attributes"]
+# A user token before the items, alone and with an item table that has everything.
+USER_VARIANTS = ["user", "semantic_nullspace+attributes+user"]
 
 
-@pytest.mark.parametrize("fusion", FUSIONS + ATTRIBUTE_VARIANTS)
+@pytest.mark.parametrize("fusion", FUSIONS + ATTRIBUTE_VARIANTS + USER_VARIANTS)
 @pytest.mark.parametrize("backbone", BACKBONES)
 def test_output_shapes(backbone, fusion):
     battery.check_output_shapes(backbone, fusion)
@@ -63,14 +65,15 @@ def test_bert4rec_cloze_training_and_appended_mask():
 
 
 # "add" has no parameters of its own.
-@pytest.mark.parametrize("fusion", [f for f in FUSIONS if f != "add"] + ATTRIBUTE_VARIANTS)
+@pytest.mark.parametrize("fusion", [f for f in FUSIONS if f != "add"] + ATTRIBUTE_VARIANTS + USER_VARIANTS)
 @pytest.mark.parametrize("backbone", BACKBONES)
 def test_loss_falls_and_every_parameter_changes(backbone, fusion):
     battery.check_training_step(backbone, fusion)
 
 
 @pytest.mark.parametrize(
-    "fusion", ["none", "concat", "init", "semantic_nullspace", "multiview", "attributes", "semantic_nullspace+attributes"]
+    "fusion",
+    ["none", "concat", "init", "semantic_nullspace", "multiview", "attributes", "semantic_nullspace+attributes", "user"],
 )
 @pytest.mark.parametrize("backbone", BACKBONES)
 def test_save_and_load_give_identical_scores(backbone, fusion, tmp_path):
@@ -80,7 +83,7 @@ def test_save_and_load_give_identical_scores(backbone, fusion, tmp_path):
 # One fresh process per backbone loads a saved model of every item-table option.
 REMOTE_VARIANTS = {
     variant: battery.fusion_settings(variant)
-    for variant in ("gate", "init", "semantic_nullspace", "multiview", "gate+attributes")
+    for variant in ("gate", "init", "semantic_nullspace", "multiview", "gate+attributes", "user")
 }
 
 

@@ -4,7 +4,8 @@ Training, evaluation and publishing are the same code for every backbone; a new 
 :func:`register_backbone` call (plus its ``AutoConfig`` / ``AutoModel`` registration in :mod:`lamar_hf.models`).
 What the trainer expects of a backbone's model:
 
-- ``model(input_ids=..., labels=...)`` with the batches of its ``collator``; ``labels`` is ``-100`` wherever
+- ``model(input_ids=..., labels=...)`` with the batches of its ``collator`` (plus ``user_embeddings``
+  ``[batch, user_text_embedding_dim]`` for a model with a user token); ``labels`` is ``-100`` wherever
   nothing is predicted. It returns ``loss`` and ``logits`` ``[labelled positions, num_items + 1 (+ extra
   tokens)]`` in row-major order, ``-inf`` in every column that is not a real item (padding, a mask token).
 - Its evaluation examples label exactly one position per row (the target), so that
@@ -63,9 +64,11 @@ class Backbone:
         text_kinds: list[str],
         text_embedding_dim: int,
         attribute_vocab_sizes: dict[str, int] | None = None,
+        user_text_embedding_dim: int = 0,
     ):
-        """A ``config_class`` for ``num_items`` items fusing ``text_kinds`` (and learning the item attributes of
-        ``attribute_vocab_sizes``, ``{kind: number of ids}``), with every hyper-parameter of ``hyperparameters``
+        """A ``config_class`` for ``num_items`` items fusing ``text_kinds`` (learning the item attributes of
+        ``attribute_vocab_sizes``, ``{kind: number of ids}``, and reading a user token of
+        ``user_text_embedding_dim`` numbers when it is not 0), with every hyper-parameter of ``hyperparameters``
         that the arguments set (not None).
 
         Raises:
@@ -87,6 +90,7 @@ class Backbone:
             text_encoder=args.text_encoder,
             attribute_kinds=list(attribute_vocab_sizes or {}),
             attribute_vocab_sizes=list((attribute_vocab_sizes or {}).values()),
+            user_text_embedding_dim=user_text_embedding_dim,
             **chosen,
         )
 
@@ -111,12 +115,15 @@ def build_model(
     text_embeddings: dict | None = None,
     item_counts=None,
     item_attributes: dict | None = None,
+    user_text_embedding_dim: int = 0,
 ):
     """A freshly initialised model of ``args.backbone`` for ``num_items`` items, holding the text embeddings it fuses
     and, for ``--negative_sampling popularity``, the training ``item_counts`` (``[num_items + 1]``) it draws by.
 
     ``item_attributes`` (``{kind: integer array [num_items + 1]}``, ids ``1..size`` and 0 for none / unknown)
-    become learned item attributes (``attribute_kinds``), each kind with as many ids as its largest id.
+    become learned item attributes (``attribute_kinds``), each kind with as many ids as its largest id. With
+    ``user_text_embedding_dim`` > 0 the model reads each sequence's user text embedding (``user_embeddings`` of its
+    batches) as one more input token before the first item.
 
     Raises:
         ValueError: when a text kind the arguments ask for has no embeddings, popularity sampling has no counts, or
@@ -131,7 +138,9 @@ def build_model(
     attribute_vocab_sizes = {
         kind: max(int(torch.as_tensor(ids).max()), 1) for kind, ids in (item_attributes or {}).items()
     }
-    config = backbone.make_config(args, num_items, text_kinds, text_embedding_dim, attribute_vocab_sizes)
+    config = backbone.make_config(
+        args, num_items, text_kinds, text_embedding_dim, attribute_vocab_sizes, user_text_embedding_dim
+    )
     model = backbone.model_class(config)
     if text_kinds:
         model.set_text_embeddings({kind: text_embeddings[kind] for kind in text_kinds})

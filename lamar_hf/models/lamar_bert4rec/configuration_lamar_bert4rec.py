@@ -85,6 +85,11 @@ class LamarBERT4RecConfig(PretrainedConfig):
             every ``fusion``. Set the ids with ``set_item_attributes``.
         attribute_vocab_sizes: for each of ``attribute_kinds``, how many attribute ids it has: ids run
             ``1..size``, and 0 is "none / unknown" (a zero embedding).
+        user_text_embedding_dim: size of a sequence-level user text embedding (e.g. a sentence embedding of the
+            user's written shopping intent), projected to ``hidden_size`` and put, with a learned position embedding
+            of its own, before the first item as one more input token; outputs, labels and scores stay those of
+            the item positions. 0 (default): none. With it, ``forward``, ``score`` and ``recommend`` need
+            ``user_embeddings``.
     """
 
     model_type = "lamar_bert4rec"
@@ -114,6 +119,7 @@ class LamarBERT4RecConfig(PretrainedConfig):
         semantic_dims: int | None = None,
         attribute_kinds: list[str] | tuple[str, ...] = (),
         attribute_vocab_sizes: list[int] | tuple[int, ...] = (),
+        user_text_embedding_dim: int = 0,
         **kwargs,
     ):
         if fusion not in FUSION_MODES:
@@ -164,6 +170,10 @@ class LamarBERT4RecConfig(PretrainedConfig):
             raise ValueError(f"attribute_kinds must be non-empty names, got {attribute_kinds}")
         if not all(isinstance(size, int) and not isinstance(size, bool) and size >= 1 for size in attribute_vocab_sizes):
             raise ValueError(f"attribute_vocab_sizes must be positive integers, got {attribute_vocab_sizes}")
+        if type(user_text_embedding_dim) is not int or user_text_embedding_dim < 0:  # bool is an int, but no width
+            raise ValueError(
+                f"user_text_embedding_dim must be a non-negative integer (0: no user token), got {user_text_embedding_dim!r}"
+            )
         if hidden_size % num_attention_heads:
             raise ValueError(f"hidden_size {hidden_size} is not a multiple of num_attention_heads {num_attention_heads}")
         if not 0 < mask_prob <= 1:
@@ -194,4 +204,5 @@ class LamarBERT4RecConfig(PretrainedConfig):
         self.semantic_dims = semantic_dims if fusion == "semantic_nullspace" else 0
         self.attribute_kinds = attribute_kinds
         self.attribute_vocab_sizes = attribute_vocab_sizes
+        self.user_text_embedding_dim = user_text_embedding_dim
         super().__init__(**kwargs)

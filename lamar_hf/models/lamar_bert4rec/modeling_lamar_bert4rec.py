@@ -48,7 +48,7 @@ class LamarBERT4RecOutput(ModelOutput):
         ``labels`` are given) for the item that follows its last item. ``None`` while training with the sampled
         losses, which never need them.
     last_hidden_state: ``[batch, length', hidden_size]`` over the sequences as the encoder saw them (masked, or
-        with the mask token appended), only when ``output_hidden_states=True``.
+        with the mask token appended; a user token's position left out), only when ``output_hidden_states=True``.
     """
 
     loss: torch.Tensor | None = None
@@ -247,6 +247,9 @@ class LamarBERT4RecModel(LamarBERT4RecPreTrainedModel):
             nn.GELU(),
             nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps),
         )
+        if config.user_text_embedding_dim:  # the user's own text, read as one token before the first item
+            self.user_projection = nn.Linear(config.user_text_embedding_dim, config.hidden_size)
+            self.user_position_embedding = nn.Embedding(1, config.hidden_size)
         self.post_init()
 
     # Copied from lamar_hf.models.lamar_sasrec.modeling_lamar_sasrec.LamarSASRecModel.get_input_embeddings
@@ -338,6 +341,7 @@ class LamarBERT4RecModel(LamarBERT4RecPreTrainedModel):
         input_ids: torch.LongTensor,
         labels: torch.LongTensor | None = None,
         output_hidden_states: bool | None = None,
+        user_embeddings: torch.Tensor | None = None,
     ) -> LamarBERT4RecOutput:
         """Score items: masked items while training with labels, the next item otherwise (see the module docstring).
 
@@ -346,11 +350,14 @@ class LamarBERT4RecModel(LamarBERT4RecPreTrainedModel):
             labels: ``[batch, length]`` the item that follows each position, ``-100`` where nothing is to be
                 predicted. In training only the label of each sequence's last real item is read (it joins the
                 sequence); in evaluation only that label may be set.
-            output_hidden_states: also return the final hidden states.
+            output_hidden_states: also return the final hidden states (of the item positions).
+            user_embeddings: ``[batch, user_text_embedding_dim]``, each sequence's user text embedding; required by
+                a model with a user token (``user_text_embedding_dim > 0``), refused by one without.
 
         Raises:
             ValueError: for padding that is not at the end, sequences longer than ``max_history_length``, an empty
-                sequence, labels with no target, or (in evaluation) labels anywhere but the last real position.
+                sequence, labels with no target, (in evaluation) labels anywhere but the last real position, or
+                missing, unexpected or misshapen ``user_embeddings``.
         """
         real = input_ids != 0
         if input_ids.shape[1] > self.config.max_history_length:
@@ -360,6 +367,7 @@ class LamarBERT4RecModel(LamarBERT4RecPreTrainedModel):
         lengths = real.sum(dim=1)
         if (lengths == 0).any():
             raise ValueError("a sequence is empty: at least one item is needed")
+        user_token = self._user_token(user_embeddings, input_ids.shape[0])
         rows = torch.arange(input_ids.shape[0], device=input_ids.device)
         next_items = None
         if labels is not None:
@@ -378,12 +386,12 @@ class LamarBERT4RecModel(LamarBERT4RecPreTrainedModel):
             masked = (torch.rand(items.shape, device=items.device) < self.config.mask_prob) & (items != 0)
             unmasked = ~masked.any(dim=1)
             masked[rows[unmasked], last[unmasked]] = True
-            hidden = self._encode(items.masked_fill(masked, self.mask_token_id), item_rows)
+            hidden = self._encode(items.masked_fill(masked, self.mask_token_id), item_rows, user_token)
             query_rows, positions = masked.nonzero(as_tuple=True)  # row-major
             queries, targets = self.prediction_head(hidden[query_rows, positions]), items[query_rows, positions]
         else:
             items, mask_positions = self._append(input_ids, lengths, torch.full_like(lengths, self.mask_token_id))
-            hidden = self._encode(items, item_rows)
+            hidden = self._encode(items, item_rows, user_token)
             queries, targets = self.prediction_head(hidden[rows, mask_positions]), None
             if labels is not None:
                 elsewhere = (labels != IGNORE_INDEX).clone()
@@ -421,17 +429,43 @@ class LamarBERT4RecModel(LamarBERT4RecPreTrainedModel):
             last = last - full.long()
         return extended, last
 
-    def _encode(self, input_ids: torch.Tensor, item_rows) -> torch.Tensor:
+    def _encode(self, input_ids: torch.Tensor, item_rows, user_token: torch.Tensor | None = None) -> torch.Tensor:
         """Final hidden states ``[batch, length, hidden_size]`` of ids that may hold the mask token; ``item_rows(ids)``
-        gives the item-table rows of real item ids."""
+        gives the item-table rows of real item ids. A ``user_token`` ``[batch, hidden_size]`` is read before the
+        first item; its output is left out."""
         is_mask = (input_ids == self.mask_token_id)[..., None]
         items = torch.where(is_mask, self.mask_embedding.weight[0], item_rows(input_ids.masked_fill(is_mask[..., 0], 0)))
         positions = torch.arange(input_ids.shape[1], device=input_ids.device)
-        hidden = self.dropout(self.embedding_norm(items + self.position_embeddings(positions)))
-        attention_mask = (input_ids != 0)[:, None, None, :]
+        embedded, attended = items + self.position_embeddings(positions), input_ids != 0
+        if user_token is not None:  # attended both ways, as every item
+            user_token = user_token + self.user_position_embedding.weight[0]
+            embedded = torch.cat([user_token[:, None], embedded], dim=1)
+            attended = F.pad(attended, (1, 0), value=True)
+        hidden = self.dropout(self.embedding_norm(embedded))
+        attention_mask = attended[:, None, None, :]
         for layer in self.layers:
             hidden = layer(hidden, attention_mask)
-        return hidden
+        return hidden if user_token is None else hidden[:, 1:]
+
+    # Copied from lamar_hf.models.lamar_sasrec.modeling_lamar_sasrec.LamarSASRecModel._user_token
+    def _user_token(self, user_embeddings, batch_size: int) -> torch.Tensor | None:
+        """``[batch_size, hidden_size]``: each sequence's user text embedding projected to the item space, or None
+        for a model without a user token. Raises ValueError for ``user_embeddings`` missing, unexpected or of the
+        wrong shape."""
+        width = self.config.user_text_embedding_dim
+        if not width:
+            if user_embeddings is not None:
+                raise ValueError("this model reads no user embedding (user_text_embedding_dim=0): leave user_embeddings out")
+            return None
+        if user_embeddings is None:
+            raise ValueError(
+                f"this model reads a user text embedding as a token before the items (user_text_embedding_dim={width}): "
+                f"pass user_embeddings [batch, {width}]"
+            )
+        user_embeddings = torch.as_tensor(user_embeddings)
+        if tuple(user_embeddings.shape) != (batch_size, width):
+            raise ValueError(f"user_embeddings have shape {tuple(user_embeddings.shape)}, expected ({batch_size}, {width})")
+        return self.user_projection(user_embeddings.to(self.user_projection.weight))
 
     # Copied from lamar_hf.models.lamar_sasrec.modeling_lamar_sasrec.LamarSASRecModel._sampled_loss
     def _sampled_loss(self, queries, targets, item_rows, query_rows, score_shift=None) -> torch.Tensor:
@@ -508,20 +542,36 @@ class LamarBERT4RecModel(LamarBERT4RecPreTrainedModel):
         return checked
 
     @torch.no_grad()
-    def score(self, histories: Sequence[Sequence[int]], batch_size: int = 1024, exclude_history: bool = False) -> torch.Tensor:
+    def score(
+        self,
+        histories: Sequence[Sequence[int]],
+        batch_size: int = 1024,
+        exclude_history: bool = False,
+        user_embeddings=None,
+    ) -> torch.Tensor:
         """Scores ``[len(histories), num_items + 1]`` of every item as the next one after each history.
 
         Each history lists item ids oldest first; only its most recent ``max_history_length - 1`` items are read
         (the mask token whose prediction is the score takes the last position).
         Column 0 (padding) is ``-inf``, and so is every item of a history (all of it, not only the part read) with
-        ``exclude_history=True``. Runs in evaluation mode (no dropout) and restores the previous mode.
+        ``exclude_history=True``. A model with a user token needs ``user_embeddings``
+        ``[len(histories), user_text_embedding_dim]``, one row per history. Runs in evaluation mode (no dropout)
+        and restores the previous mode.
 
         Raises:
-            ValueError: for an empty history or an item id outside ``1..num_items``.
+            ValueError: for an empty history, an item id outside ``1..num_items``, or ``user_embeddings`` missing,
+                unexpected or not one row per history.
             TypeError: for an item id that is not an integer.
         """
         whole_histories = list(histories)
         histories = self._check_histories(whole_histories)
+        if user_embeddings is not None:
+            user_embeddings = torch.as_tensor(user_embeddings)
+            if user_embeddings.ndim != 2 or len(user_embeddings) != len(histories):
+                raise ValueError(
+                    f"user_embeddings have shape {tuple(user_embeddings.shape)}: one row per history "
+                    f"({len(histories)}) expected"
+                )
         was_training = self.training
         self.eval()
         try:
@@ -530,7 +580,8 @@ class LamarBERT4RecModel(LamarBERT4RecPreTrainedModel):
                 batch = histories[start : start + batch_size]
                 width = max(len(history) for history in batch)
                 input_ids = torch.tensor([history + [0] * (width - len(history)) for history in batch], device=device)
-                scores.append(self(input_ids).logits.float())
+                users = None if user_embeddings is None else user_embeddings[start : start + batch_size].to(device)
+                scores.append(self(input_ids, user_embeddings=users).logits.float())
             scores = torch.cat(scores) if scores else torch.empty(0, self.config.num_items + 1, device=device)
             if exclude_history:
                 for row, history in enumerate(whole_histories):
@@ -539,15 +590,18 @@ class LamarBERT4RecModel(LamarBERT4RecPreTrainedModel):
         finally:
             self.train(was_training)
 
-    def recommend(self, history, k: int = 10, exclude_history: bool = False):
+    def recommend(self, history, k: int = 10, exclude_history: bool = False, user_embeddings=None):
         """The ``k`` items most likely to follow ``history``, best first.
 
         ``history`` is one list of item ids (oldest first), giving a list of ``k`` ids, or a list of such lists,
         giving one list per history. Only the most recent ``max_history_length - 1`` items of a history are read
-        (see :meth:`score`). With ``exclude_history=True`` items already in the history are never recommended.
+        (see :meth:`score`). With ``exclude_history=True`` items already in the history are never recommended. A
+        model with a user token needs ``user_embeddings``: the user's text embedding ``[user_text_embedding_dim]``
+        for one history, one row per history for a list.
 
         Raises:
-            ValueError: for an empty history, an unknown item id, or ``k`` outside ``1..num_items``.
+            ValueError: for an empty history, an unknown item id, ``k`` outside ``1..num_items``, or
+                ``user_embeddings`` that do not fit (see :meth:`score`).
             TypeError: for an item id that is not an integer.
         """
         if isinstance(history, torch.Tensor):
@@ -556,6 +610,9 @@ class LamarBERT4RecModel(LamarBERT4RecPreTrainedModel):
         histories = [history] if single else [h.tolist() if isinstance(h, torch.Tensor) else h for h in history]
         if not 1 <= k <= self.config.num_items:
             raise ValueError(f"k must be between 1 and the number of items ({self.config.num_items}), got {k}")
-        scores = self.score(histories, exclude_history=exclude_history)
+        if user_embeddings is not None and single:
+            user_embeddings = torch.as_tensor(user_embeddings)
+            user_embeddings = user_embeddings[None] if user_embeddings.ndim == 1 else user_embeddings
+        scores = self.score(histories, exclude_history=exclude_history, user_embeddings=user_embeddings)
         top = scores.topk(k, dim=1).indices.tolist()
         return top[0] if single else top

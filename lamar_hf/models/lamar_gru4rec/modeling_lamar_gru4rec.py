@@ -36,7 +36,8 @@ class LamarGRU4RecOutput(ModelOutput):
     logits: ``[num_scored, num_items + 1]`` scores of every item (column 0, padding, is ``-inf``): one row per
         labelled position in row-major order when ``labels`` are given, else one row per sequence for the item
         that follows its last item. ``None`` while training with the sampled losses, which never need them.
-    last_hidden_state: ``[batch, length, hidden_size]``, only when ``output_hidden_states=True``.
+    last_hidden_state: ``[batch, length, hidden_size]`` at the item positions (a user token's is left out), only
+        when ``output_hidden_states=True``.
     """
 
     loss: torch.Tensor | None = None
@@ -203,6 +204,8 @@ class LamarGRU4RecModel(LamarGRU4RecPreTrainedModel):
             batch_first=True,
         )
         self.output_projection = nn.Linear(config.gru_hidden_size, config.hidden_size)
+        if config.user_text_embedding_dim:  # the user's own text, read as the GRU's first step
+            self.user_projection = nn.Linear(config.user_text_embedding_dim, config.hidden_size)
         self.post_init()
 
     # Copied from lamar_hf.models.lamar_sasrec.modeling_lamar_sasrec.LamarSASRecModel.get_input_embeddings
@@ -294,6 +297,7 @@ class LamarGRU4RecModel(LamarGRU4RecPreTrainedModel):
         input_ids: torch.LongTensor,
         labels: torch.LongTensor | None = None,
         output_hidden_states: bool | None = None,
+        user_embeddings: torch.Tensor | None = None,
     ) -> LamarGRU4RecOutput:
         """Score next items.
 
@@ -301,28 +305,36 @@ class LamarGRU4RecModel(LamarGRU4RecPreTrainedModel):
             input_ids: ``[batch, length]`` item ids, oldest first, right-padded with 0, ``length <= max_history_length``.
             labels: ``[batch, length]`` the item that follows each position, ``-100`` where nothing is to be
                 predicted (padding, or every position but the last when evaluating).
-            output_hidden_states: also return the final hidden states.
+            output_hidden_states: also return the final hidden states (of the item positions).
+            user_embeddings: ``[batch, user_text_embedding_dim]``, each sequence's user text embedding; required by
+                a model with a user token (``user_text_embedding_dim > 0``), refused by one without.
 
         Raises:
             ValueError: for padding that is not at the end, sequences longer than ``max_history_length``, an empty
-                sequence (without labels), or labels with no target.
+                sequence (without labels), labels with no target, or missing, unexpected or misshapen
+                ``user_embeddings``.
         """
         real = input_ids != 0
         if input_ids.shape[1] > self.config.max_history_length:
             raise ValueError(f"input of length {input_ids.shape[1]} exceeds max_history_length {self.config.max_history_length}")
         if (real[:, 1:] > real[:, :-1]).any():
             raise ValueError("input_ids must be right-padded: padding (item 0) may only follow the real items")
+        user_token = self._user_token(user_embeddings, input_ids.shape[0])
         # A sampled loss in training scores only a few items: fuse only the rows it reads, not the whole table.
         sampled_training = self.training and labels is not None and self.config.loss_type != "ce"
         item_table = None if sampled_training else self.item_table()
         item_rows = self.item_table if item_table is None else item_table.__getitem__
         lengths = real.sum(dim=1)
-        embedded = self.dropout(item_rows(input_ids))
+        embedded, first_item = item_rows(input_ids), 0
+        if user_token is not None:
+            embedded, first_item = torch.cat([user_token[:, None], embedded], dim=1), 1
+        embedded = self.dropout(embedded)
         # An all-padding row (allowed in training) still needs one step to pack; its outputs are never used.
-        packed = pack_padded_sequence(embedded, lengths.clamp(min=1).cpu(), batch_first=True, enforce_sorted=False)
+        steps = (lengths + first_item).clamp(min=1).cpu()
+        packed = pack_padded_sequence(embedded, steps, batch_first=True, enforce_sorted=False)
         states, _ = self.gru(packed)
-        states, _ = pad_packed_sequence(states, batch_first=True, total_length=input_ids.shape[1])
-        hidden = self.output_projection(states)
+        states, _ = pad_packed_sequence(states, batch_first=True, total_length=embedded.shape[1])
+        hidden = self.output_projection(states[:, first_item:])  # the item positions, as without the token
 
         if labels is not None:
             if labels.shape != input_ids.shape:
@@ -349,6 +361,26 @@ class LamarGRU4RecModel(LamarGRU4RecPreTrainedModel):
         return LamarGRU4RecOutput(
             loss=loss, logits=logits, last_hidden_state=hidden if output_hidden_states else None
         )
+
+    # Copied from lamar_hf.models.lamar_sasrec.modeling_lamar_sasrec.LamarSASRecModel._user_token
+    def _user_token(self, user_embeddings, batch_size: int) -> torch.Tensor | None:
+        """``[batch_size, hidden_size]``: each sequence's user text embedding projected to the item space, or None
+        for a model without a user token. Raises ValueError for ``user_embeddings`` missing, unexpected or of the
+        wrong shape."""
+        width = self.config.user_text_embedding_dim
+        if not width:
+            if user_embeddings is not None:
+                raise ValueError("this model reads no user embedding (user_text_embedding_dim=0): leave user_embeddings out")
+            return None
+        if user_embeddings is None:
+            raise ValueError(
+                f"this model reads a user text embedding as a token before the items (user_text_embedding_dim={width}): "
+                f"pass user_embeddings [batch, {width}]"
+            )
+        user_embeddings = torch.as_tensor(user_embeddings)
+        if tuple(user_embeddings.shape) != (batch_size, width):
+            raise ValueError(f"user_embeddings have shape {tuple(user_embeddings.shape)}, expected ({batch_size}, {width})")
+        return self.user_projection(user_embeddings.to(self.user_projection.weight))
 
     # Copied from lamar_hf.models.lamar_sasrec.modeling_lamar_sasrec.LamarSASRecModel._sampled_loss
     def _sampled_loss(self, queries, targets, item_rows, query_rows, score_shift=None) -> torch.Tensor:
@@ -426,19 +458,35 @@ class LamarGRU4RecModel(LamarGRU4RecPreTrainedModel):
 
     # Copied from lamar_hf.models.lamar_sasrec.modeling_lamar_sasrec.LamarSASRecModel.score
     @torch.no_grad()
-    def score(self, histories: Sequence[Sequence[int]], batch_size: int = 1024, exclude_history: bool = False) -> torch.Tensor:
+    def score(
+        self,
+        histories: Sequence[Sequence[int]],
+        batch_size: int = 1024,
+        exclude_history: bool = False,
+        user_embeddings=None,
+    ) -> torch.Tensor:
         """Scores ``[len(histories), num_items + 1]`` of every item as the next one after each history.
 
         Each history lists item ids oldest first; only its most recent ``max_history_length`` items are read.
         Column 0 (padding) is ``-inf``, and so is every item of a history (all of it, not only the part read) with
-        ``exclude_history=True``. Runs in evaluation mode (no dropout) and restores the previous mode.
+        ``exclude_history=True``. A model with a user token needs ``user_embeddings``
+        ``[len(histories), user_text_embedding_dim]``, one row per history. Runs in evaluation mode (no dropout)
+        and restores the previous mode.
 
         Raises:
-            ValueError: for an empty history or an item id outside ``1..num_items``.
+            ValueError: for an empty history, an item id outside ``1..num_items``, or ``user_embeddings`` missing,
+                unexpected or not one row per history.
             TypeError: for an item id that is not an integer.
         """
         whole_histories = list(histories)
         histories = self._check_histories(whole_histories)
+        if user_embeddings is not None:
+            user_embeddings = torch.as_tensor(user_embeddings)
+            if user_embeddings.ndim != 2 or len(user_embeddings) != len(histories):
+                raise ValueError(
+                    f"user_embeddings have shape {tuple(user_embeddings.shape)}: one row per history "
+                    f"({len(histories)}) expected"
+                )
         was_training = self.training
         self.eval()
         try:
@@ -447,7 +495,8 @@ class LamarGRU4RecModel(LamarGRU4RecPreTrainedModel):
                 batch = histories[start : start + batch_size]
                 width = max(len(history) for history in batch)
                 input_ids = torch.tensor([history + [0] * (width - len(history)) for history in batch], device=device)
-                scores.append(self(input_ids).logits.float())
+                users = None if user_embeddings is None else user_embeddings[start : start + batch_size].to(device)
+                scores.append(self(input_ids, user_embeddings=users).logits.float())
             scores = torch.cat(scores) if scores else torch.empty(0, self.config.num_items + 1, device=device)
             if exclude_history:
                 for row, history in enumerate(whole_histories):
@@ -457,15 +506,18 @@ class LamarGRU4RecModel(LamarGRU4RecPreTrainedModel):
             self.train(was_training)
 
     # Copied from lamar_hf.models.lamar_sasrec.modeling_lamar_sasrec.LamarSASRecModel.recommend
-    def recommend(self, history, k: int = 10, exclude_history: bool = False):
+    def recommend(self, history, k: int = 10, exclude_history: bool = False, user_embeddings=None):
         """The ``k`` items most likely to follow ``history``, best first.
 
         ``history`` is one list of item ids (oldest first), giving a list of ``k`` ids, or a list of such lists,
         giving one list per history. Histories longer than ``max_history_length`` are cut to their most recent items,
-        as in training. With ``exclude_history=True`` items already in the history are never recommended.
+        as in training. With ``exclude_history=True`` items already in the history are never recommended. A model
+        with a user token needs ``user_embeddings``: the user's text embedding ``[user_text_embedding_dim]`` for one
+        history, one row per history for a list.
 
         Raises:
-            ValueError: for an empty history, an unknown item id, or ``k`` outside ``1..num_items``.
+            ValueError: for an empty history, an unknown item id, ``k`` outside ``1..num_items``, or
+                ``user_embeddings`` that do not fit (see :meth:`score`).
             TypeError: for an item id that is not an integer.
         """
         if isinstance(history, torch.Tensor):
@@ -474,6 +526,9 @@ class LamarGRU4RecModel(LamarGRU4RecPreTrainedModel):
         histories = [history] if single else [h.tolist() if isinstance(h, torch.Tensor) else h for h in history]
         if not 1 <= k <= self.config.num_items:
             raise ValueError(f"k must be between 1 and the number of items ({self.config.num_items}), got {k}")
-        scores = self.score(histories, exclude_history=exclude_history)
+        if user_embeddings is not None and single:
+            user_embeddings = torch.as_tensor(user_embeddings)
+            user_embeddings = user_embeddings[None] if user_embeddings.ndim == 1 else user_embeddings
+        scores = self.score(histories, exclude_history=exclude_history, user_embeddings=user_embeddings)
         top = scores.topk(k, dim=1).indices.tolist()
         return top[0] if single else top

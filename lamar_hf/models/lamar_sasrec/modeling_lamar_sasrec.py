@@ -35,7 +35,8 @@ class LamarSASRecOutput(ModelOutput):
     logits: ``[num_scored, num_items + 1]`` scores of every item (column 0, padding, is ``-inf``): one row per
         labelled position in row-major order when ``labels`` are given, else one row per sequence for the item
         that follows its last item. ``None`` while training with the sampled losses, which never need them.
-    last_hidden_state: ``[batch, length, hidden_size]``, only when ``output_hidden_states=True``.
+    last_hidden_state: ``[batch, length, hidden_size]`` at the item positions (a user token's is left out), only
+        when ``output_hidden_states=True``.
     """
 
     loss: torch.Tensor | None = None
@@ -234,6 +235,9 @@ class LamarSASRecModel(LamarSASRecPreTrainedModel):
         self.final_norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps) if config.norm_first else nn.Identity()
         # One learned score for "already in the history"; starts neutral.
         self.repeat_score = nn.Parameter(torch.zeros(())) if config.repeat_bias else None
+        if config.user_text_embedding_dim:  # the user's own text, read as one token before the first item
+            self.user_projection = nn.Linear(config.user_text_embedding_dim, config.hidden_size)
+            self.user_position_embedding = nn.Embedding(1, config.hidden_size)
         self.post_init()
 
     def get_input_embeddings(self) -> nn.Embedding:
@@ -320,6 +324,7 @@ class LamarSASRecModel(LamarSASRecPreTrainedModel):
         input_ids: torch.LongTensor,
         labels: torch.LongTensor | None = None,
         output_hidden_states: bool | None = None,
+        user_embeddings: torch.Tensor | None = None,
     ) -> LamarSASRecOutput:
         """Score next items.
 
@@ -327,26 +332,36 @@ class LamarSASRecModel(LamarSASRecPreTrainedModel):
             input_ids: ``[batch, length]`` item ids, oldest first, right-padded with 0, ``length <= max_history_length``.
             labels: ``[batch, length]`` the item that follows each position, ``-100`` where nothing is to be
                 predicted (padding, or every position but the last when evaluating).
-            output_hidden_states: also return the final hidden states.
+            output_hidden_states: also return the final hidden states (of the item positions).
+            user_embeddings: ``[batch, user_text_embedding_dim]``, each sequence's user text embedding; required by
+                a model with a user token (``user_text_embedding_dim > 0``), refused by one without.
 
         Raises:
             ValueError: for padding that is not at the end, sequences longer than ``max_history_length``, an empty
-                sequence (without labels), or labels with no target.
+                sequence (without labels), labels with no target, or missing, unexpected or misshapen
+                ``user_embeddings``.
         """
         real = input_ids != 0
         if input_ids.shape[1] > self.config.max_history_length:
             raise ValueError(f"input of length {input_ids.shape[1]} exceeds max_history_length {self.config.max_history_length}")
         if (real[:, 1:] > real[:, :-1]).any():
             raise ValueError("input_ids must be right-padded: padding (item 0) may only follow the real items")
+        user_token = self._user_token(user_embeddings, input_ids.shape[0])
         # A sampled loss in training scores only a few items: fuse only the rows it reads, not the whole table.
         sampled_training = self.training and labels is not None and self.config.loss_type != "ce"
         item_table = None if sampled_training else self.item_table()
         item_rows = self.item_table if item_table is None else item_table.__getitem__
         positions = torch.arange(input_ids.shape[1], device=input_ids.device)
-        hidden = self.dropout(self.input_norm(item_rows(input_ids) + self.position_embeddings(positions)))
+        embedded = item_rows(input_ids) + self.position_embeddings(positions)
+        if user_token is not None:  # every item position attends to it; it attends to none
+            user_token = user_token + self.user_position_embedding.weight[0]
+            embedded = torch.cat([user_token[:, None], embedded], dim=1)
+        hidden = self.dropout(self.input_norm(embedded))
         for layer in self.layers:
             hidden = layer(hidden)
         hidden = self.final_norm(hidden)
+        if user_token is not None:
+            hidden = hidden[:, 1:]  # the item positions, as without the token
 
         if labels is not None:
             if labels.shape != input_ids.shape:
@@ -382,6 +397,25 @@ class LamarSASRecModel(LamarSASRecPreTrainedModel):
         return LamarSASRecOutput(
             loss=loss, logits=logits, last_hidden_state=hidden if output_hidden_states else None
         )
+
+    def _user_token(self, user_embeddings, batch_size: int) -> torch.Tensor | None:
+        """``[batch_size, hidden_size]``: each sequence's user text embedding projected to the item space, or None
+        for a model without a user token. Raises ValueError for ``user_embeddings`` missing, unexpected or of the
+        wrong shape."""
+        width = self.config.user_text_embedding_dim
+        if not width:
+            if user_embeddings is not None:
+                raise ValueError("this model reads no user embedding (user_text_embedding_dim=0): leave user_embeddings out")
+            return None
+        if user_embeddings is None:
+            raise ValueError(
+                f"this model reads a user text embedding as a token before the items (user_text_embedding_dim={width}): "
+                f"pass user_embeddings [batch, {width}]"
+            )
+        user_embeddings = torch.as_tensor(user_embeddings)
+        if tuple(user_embeddings.shape) != (batch_size, width):
+            raise ValueError(f"user_embeddings have shape {tuple(user_embeddings.shape)}, expected ({batch_size}, {width})")
+        return self.user_projection(user_embeddings.to(self.user_projection.weight))
 
     @staticmethod
     def _items_read(input_ids, rows, positions) -> torch.Tensor:
@@ -461,19 +495,35 @@ class LamarSASRecModel(LamarSASRecPreTrainedModel):
         return checked
 
     @torch.no_grad()
-    def score(self, histories: Sequence[Sequence[int]], batch_size: int = 1024, exclude_history: bool = False) -> torch.Tensor:
+    def score(
+        self,
+        histories: Sequence[Sequence[int]],
+        batch_size: int = 1024,
+        exclude_history: bool = False,
+        user_embeddings=None,
+    ) -> torch.Tensor:
         """Scores ``[len(histories), num_items + 1]`` of every item as the next one after each history.
 
         Each history lists item ids oldest first; only its most recent ``max_history_length`` items are read.
         Column 0 (padding) is ``-inf``, and so is every item of a history (all of it, not only the part read) with
-        ``exclude_history=True``. Runs in evaluation mode (no dropout) and restores the previous mode.
+        ``exclude_history=True``. A model with a user token needs ``user_embeddings``
+        ``[len(histories), user_text_embedding_dim]``, one row per history. Runs in evaluation mode (no dropout)
+        and restores the previous mode.
 
         Raises:
-            ValueError: for an empty history or an item id outside ``1..num_items``.
+            ValueError: for an empty history, an item id outside ``1..num_items``, or ``user_embeddings`` missing,
+                unexpected or not one row per history.
             TypeError: for an item id that is not an integer.
         """
         whole_histories = list(histories)
         histories = self._check_histories(whole_histories)
+        if user_embeddings is not None:
+            user_embeddings = torch.as_tensor(user_embeddings)
+            if user_embeddings.ndim != 2 or len(user_embeddings) != len(histories):
+                raise ValueError(
+                    f"user_embeddings have shape {tuple(user_embeddings.shape)}: one row per history "
+                    f"({len(histories)}) expected"
+                )
         was_training = self.training
         self.eval()
         try:
@@ -482,7 +532,8 @@ class LamarSASRecModel(LamarSASRecPreTrainedModel):
                 batch = histories[start : start + batch_size]
                 width = max(len(history) for history in batch)
                 input_ids = torch.tensor([history + [0] * (width - len(history)) for history in batch], device=device)
-                scores.append(self(input_ids).logits.float())
+                users = None if user_embeddings is None else user_embeddings[start : start + batch_size].to(device)
+                scores.append(self(input_ids, user_embeddings=users).logits.float())
             scores = torch.cat(scores) if scores else torch.empty(0, self.config.num_items + 1, device=device)
             if exclude_history:
                 for row, history in enumerate(whole_histories):
@@ -491,15 +542,18 @@ class LamarSASRecModel(LamarSASRecPreTrainedModel):
         finally:
             self.train(was_training)
 
-    def recommend(self, history, k: int = 10, exclude_history: bool = False):
+    def recommend(self, history, k: int = 10, exclude_history: bool = False, user_embeddings=None):
         """The ``k`` items most likely to follow ``history``, best first.
 
         ``history`` is one list of item ids (oldest first), giving a list of ``k`` ids, or a list of such lists,
         giving one list per history. Histories longer than ``max_history_length`` are cut to their most recent items,
-        as in training. With ``exclude_history=True`` items already in the history are never recommended.
+        as in training. With ``exclude_history=True`` items already in the history are never recommended. A model
+        with a user token needs ``user_embeddings``: the user's text embedding ``[user_text_embedding_dim]`` for one
+        history, one row per history for a list.
 
         Raises:
-            ValueError: for an empty history, an unknown item id, or ``k`` outside ``1..num_items``.
+            ValueError: for an empty history, an unknown item id, ``k`` outside ``1..num_items``, or
+                ``user_embeddings`` that do not fit (see :meth:`score`).
             TypeError: for an item id that is not an integer.
         """
         if isinstance(history, torch.Tensor):
@@ -508,6 +562,9 @@ class LamarSASRecModel(LamarSASRecPreTrainedModel):
         histories = [history] if single else [h.tolist() if isinstance(h, torch.Tensor) else h for h in history]
         if not 1 <= k <= self.config.num_items:
             raise ValueError(f"k must be between 1 and the number of items ({self.config.num_items}), got {k}")
-        scores = self.score(histories, exclude_history=exclude_history)
+        if user_embeddings is not None and single:
+            user_embeddings = torch.as_tensor(user_embeddings)
+            user_embeddings = user_embeddings[None] if user_embeddings.ndim == 1 else user_embeddings
+        scores = self.score(histories, exclude_history=exclude_history, user_embeddings=user_embeddings)
         top = scores.topk(k, dim=1).indices.tolist()
         return top[0] if single else top
