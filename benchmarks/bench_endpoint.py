@@ -20,9 +20,11 @@ request at a time, so more requests in flight only queue there; llama.cpp's own 
     .venv/bin/python benchmarks/bench_endpoint.py --url http://gpu-box:8000/v1 --limit 256 --in-process none
 
 Each setting runs the whole ``enrich_items`` (generate, parse, validate, retry the invalid answers
-once) without a cache, so every figure is real work: items/s, validity, and how many answers
-equal those of the other settings, with the load average at the start and end of each (the CPU may
-be shared). It writes ``bench_endpoint.json`` and ``bench_endpoint.md`` to
+once) without a cache, so every figure is real work: items/s, validity, why the invalid rows are
+invalid (per signal), and how many answers equal those of the other settings, with the load
+average at the start and end of each (the CPU may be shared). The endpoint runs apply the
+endpoint's answer discipline (stop sequences, labelled lines clipped to their word limits on the
+client; ``answer_discipline`` in each run's provenance), the in-process run steers its decoding. It writes ``bench_endpoint.json`` and ``bench_endpoint.md`` to
 ``--out-dir`` (default ``benchmarks/results``). The items are Amazon Beauty's first ``--limit``
 (read in place from ``../shared/data/amazon_beauty``) or a prepared benchmark (``--items``), with
 the shipped Beauty exemplars when they fit, else the generic ones.
@@ -37,6 +39,7 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # shared CPUs: spinning Ope
 import argparse
 import json
 import platform
+import re
 import subprocess
 import sys
 import time
@@ -83,6 +86,18 @@ def prompt_for(items):
         return PromptBuilder(exemplars=load_exemplars(GENERIC_EXEMPLARS, items))
 
 
+def invalid_reasons(signals) -> dict[str, int]:
+    """How often each ``signal: problem`` made a row invalid (``N words, more than M`` counted as one kind)."""
+    reasons: dict[str, int] = {}
+    for status, detail in zip(signals["status"], signals["status_detail"]):
+        if status != "invalid" or not detail:
+            continue
+        for part in detail.split("; "):
+            part = re.sub(r"\d+ words, more than \d+", "over its word limit", part)
+            reasons[part] = reasons.get(part, 0) + 1
+    return dict(sorted(reasons.items(), key=lambda pair: (-pair[1], pair[0])))
+
+
 def measure(label: str, generator, items, builder) -> dict:
     from lamar_hf.enrich import enrich_items, status_counts
     from lamar_hf.enrich.pipeline import validity
@@ -94,7 +109,8 @@ def measure(label: str, generator, items, builder) -> dict:
     counts = status_counts(signals)
     result = {"name": label, "items": len(signals), "seconds": round(seconds, 2),
               "items_per_s": round(len(signals) / seconds, 3), "status": counts,
-              "validity": round(validity(counts), 4), "provenance": generator.provenance(),
+              "validity": round(validity(counts), 4), "invalid_reasons": invalid_reasons(signals),
+              "provenance": generator.provenance(),
               "load_average_before": load_before, "load_average_after": load_average(),
               "answers": list(signals["answer"])}
     print(f"bench_endpoint: {label}: {result['items_per_s']} items/s, validity {result['validity']:.1%}, "
@@ -123,11 +139,15 @@ def write_markdown(results: dict, path: Path) -> None:
     ]
     if results.get("server_note"):
         lines += ["", f"Server: {results['server_note']}."]
+    discipline = runs[0]["provenance"].get("answer_discipline")
+    if discipline:
+        lines += ["", "Endpoint answer discipline (provenance `answer_discipline`): "
+                  + "; ".join(f"{key}: {value}" for key, value in discipline.items()) + "."]
     lines += [
         "",
         "| generator | items/s | validity | ok / retried / invalid / unavailable "
-        f"| answers equal to `{runs[0]['name']}` | load avg before → after (1 min) |",
-        "|---|---:|---:|---|---:|---|",
+        f"| answers equal to `{runs[0]['name']}` | load avg before → after (1 min) | why invalid |",
+        "|---|---:|---:|---|---:|---|---|",
     ]
     for run in runs:
         counts = run["status"]
@@ -135,7 +155,8 @@ def write_markdown(results: dict, path: Path) -> None:
         lines.append(f"| {run['name']} | {run['items_per_s']:.3f} | {run['validity']:.1%} | "
                      f"{counts['ok']} / {counts['retried']} / {counts['invalid']} / {counts['unavailable']} | "
                      f"{same_answers(reference, run['answers'])}/{run['items']} | "
-                     f"{before[0] if before else '?'} → {after[0] if after else '?'} |")
+                     f"{before[0] if before else '?'} → {after[0] if after else '?'} | "
+                     f"{', '.join(f'{reason} ({count})' for reason, count in run['invalid_reasons'].items()) or '-'} |")
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
 
 

@@ -103,7 +103,7 @@ def llama_cpp_server():
                 server.wait()
 
 
-def test_enrichment_through_llama_cpp_is_the_same_at_1_and_4_in_flight_and_names_the_served_model(llama_cpp_server):
+def test_llama_cpp_enrichment_is_the_same_at_1_and_4_in_flight_clipped_and_names_the_model(llama_cpp_server):
     from datasets import Dataset
 
     from lamar_hf.enrich import (
@@ -114,6 +114,7 @@ def test_enrichment_through_llama_cpp_is_the_same_at_1_and_4_in_flight_and_names
         load_exemplars,
         status_counts,
     )
+    from lamar_hf.enrich.parsing import parse_answer, words
     from lamar_hf.enrich.pipeline import validity
 
     url, listing = llama_cpp_server
@@ -125,6 +126,7 @@ def test_enrichment_through_llama_cpp_is_the_same_at_1_and_4_in_flight_and_names
     for in_flight in (1, 4):
         generator = EndpointGenerator(url, requests_in_flight=in_flight, timeout=60)
         assert generator.provenance()["generator"] == ALIAS and generator.provenance()["endpoint"] == url
+        assert generator.provenance()["answer_discipline"]["clip_words"].startswith("on the client")
         runs[in_flight] = enrich_items(items, generator, prompt=builder, progress=False, keep_answers=True)
 
     for signals in runs.values():
@@ -134,6 +136,16 @@ def test_enrichment_through_llama_cpp_is_the_same_at_1_and_4_in_flight_and_names
         assert set(signals["generator"]) == {ALIAS}
         assert set(signals["generator_revision"]) == {None}  # llama.cpp reports no revision
         assert all(answer and answer.strip() for answer in signals["answer"])
+        # The endpoint's answer discipline: each labelled line within its word limit (clip_words of the
+        # default decoding, applied on the client) and nothing after the last labelled line.
+        for answer in signals["answer"]:
+            lines = [parse_answer(line, builder.signals) for line in answer.splitlines()]
+            labelled = [index for index, found in enumerate(lines) if any(v is not None for v in found.values())]
+            assert labelled and labelled[-1] == len(lines) - 1, answer
+            for spec in builder.signals:
+                assert all(len(words(found[spec.name])) <= spec.max_words for found in lines
+                           if found[spec.name] is not None), answer
+        assert set(json.loads(decoding)["clip_words"] for decoding in signals["decoding"]) == {True}
     at_1, at_4 = (validity(status_counts(signals)) for signals in runs.values())
     assert at_1 == pytest.approx(at_4)
     assert at_1 > 0, runs[1]["answer"]

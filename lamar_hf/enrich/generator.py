@@ -33,7 +33,7 @@ import torch
 
 from .config import DEFAULT_RETRY_POLICY, GREEDY, DecodingSettings, RetryPolicy, SignalSpec
 from .engine import AnswerFormat, make_decoder
-from .parsing import words
+from .parsing import clean_phrase, parse_answer, words
 from .prompts import PROMPT_FILE, PromptBuilder
 
 logger = logging.getLogger(__name__)
@@ -387,6 +387,15 @@ class EndpointGenerator(Generator):
     provenance of every row, live or cached. Greedy decoding is
     sent as ``temperature=0``; sampling sends ``temperature``, ``top_p`` and ``seed``; a repetition
     penalty becomes ``frequency_penalty`` (the chat-completions API has no repetition penalty).
+
+    With ``answer_signals`` the answer gets the discipline of the in-process engine as far as the
+    API allows (:data:`ENDPOINT_ANSWER_DISCIPLINE`, part of the provenance): ``stop`` sequences
+    end it where the model starts another user turn (:func:`answer_stops`), and on the client
+    (:func:`disciplined_answer`) each labelled line is rewritten ``name: phrase``, clipped to
+    its signal's word limit when ``decoding.clip_words`` says so, with nothing after the last
+    labelled line. A server cannot be made to write the labels itself or to move on to the next
+    line at the word limit: a missing line stays missing, and the lines after a clipped one were
+    written after its unclipped words.
     """
 
     def __init__(self, url: str, model: str | None = None, token: str | None = None, requests_in_flight: int = 8,
@@ -476,8 +485,12 @@ class EndpointGenerator(Generator):
                     raise TransientError(f"{error} (gave up after {attempt} attempt(s))") from None
                 time.sleep(wait)
 
-    def _one(self, conversation: list[dict], decoding: DecodingSettings) -> str:
+    def _one(self, conversation: list[dict], decoding: DecodingSettings,
+             answer_signals: Sequence[SignalSpec] | None = None) -> str:
         payload = {"model": self.served_model, "messages": conversation, "max_tokens": decoding.max_new_tokens}
+        stops = answer_stops(conversation, answer_signals) if answer_signals else []
+        if stops:
+            payload["stop"] = stops
         if decoding.do_sample:
             payload.update(temperature=decoding.temperature, top_p=decoding.top_p, seed=decoding.seed)
         else:
@@ -489,13 +502,15 @@ class EndpointGenerator(Generator):
             content = response["choices"][0]["message"]["content"]
         except (KeyError, IndexError, TypeError):
             raise ValueError(f"endpoint {self.url}: an answer without choices[0].message.content") from None
-        return (content or "").strip()
+        content = (content or "").strip()
+        return disciplined_answer(content, answer_signals, decoding.clip_words) if answer_signals else content
 
     def generate(self, conversations, decoding: DecodingSettings = GREEDY, progress=None,
                  answer_signals=None) -> list[str]:
         with ThreadPoolExecutor(max_workers=self.requests_in_flight) as pool:
             texts = []
-            for text in pool.map(lambda conversation: self._one(conversation, decoding), conversations):
+            for text in pool.map(lambda conversation: self._one(conversation, decoding, answer_signals),
+                                 conversations):
                 texts.append(text)
                 if progress is not None:
                     progress.update(1)
@@ -506,7 +521,7 @@ class EndpointGenerator(Generator):
         """Every request on its own: one failing request fails only its row."""
         def attempt(conversation):
             try:
-                return GeneratedText(self._one(conversation, decoding))
+                return GeneratedText(self._one(conversation, decoding, answer_signals))
             except Exception as error:  # noqa: BLE001 - network errors become a per-row status
                 return GeneratedText(None, f"{type(error).__name__}: {error}")
 
@@ -519,7 +534,83 @@ class EndpointGenerator(Generator):
         return results
 
     def provenance(self) -> dict:
-        return {**super().provenance(), "endpoint": self.url}
+        # The discipline is part of the cache fingerprint: rows of an endpoint run without it (whose
+        # ``clip_words`` was not applied) are never served as rows of one with it.
+        return {**super().provenance(), "endpoint": self.url, "answer_discipline": dict(ENDPOINT_ANSWER_DISCIPLINE)}
+
+
+# -- the endpoint's answer discipline ---------------------------------------------------------------
+# What EndpointGenerator does to steer an answer of labelled lines; bump "version" when it changes.
+ENDPOINT_ANSWER_DISCIPLINE = {
+    "version": 1,
+    "stop": "the first line's label of the prompt's user turns (another turn starting)",
+    "labels": "labelled lines rewritten as name: phrase; none added where the model wrote none",
+    "clip_words": "on the client, after generation: each labelled line to its signal's max_words",
+    "after_last_line": "dropped",
+}
+MAX_STOPS = 4  # OpenAI's chat-completions API takes at most four stop sequences
+
+
+def clip_to_words(phrase: str, limit: int) -> str:
+    """The longest start of ``phrase`` with at most ``limit`` words as :func:`~lamar_hf.enrich.parsing.words`
+    counts them: the in-process engine's ``clip_words`` rule (a line ends where its next token would
+    start a word beyond the limit), cut at a character instead of a token, trailing spaces removed."""
+    if len(words(phrase)) <= limit:
+        return phrase
+    for end in range(1, len(phrase) + 1):
+        if len(words(phrase[:end])) > limit:
+            return phrase[: end - 1].rstrip()
+    return phrase
+
+
+def answer_stops(conversation: Sequence[dict], signals: Sequence[SignalSpec]) -> list[str]:
+    """``stop`` sequences for an answer of labelled lines: ``"\\n" + label + ":"`` for the label that
+    opens the first line of each user turn of ``conversation`` (``Title:`` of an item's metadata),
+    so that a model writing on into another user turn stops there; never a signal's own label, at
+    most :data:`MAX_STOPS`."""
+    names = {spec.name for spec in signals}
+    stops: list[str] = []
+    for message in conversation:
+        if message.get("role") != "user":
+            continue
+        first_line = str(message.get("content") or "").lstrip().split("\n", 1)[0]
+        label, colon, _ = first_line.partition(":")
+        label = label.strip()
+        if not colon or not label or len(label) > 40 or label.lower().replace(" ", "_") in names:
+            continue
+        stop = f"\n{label}:"
+        if stop not in stops:
+            stops.append(stop)
+    return stops[:MAX_STOPS]
+
+
+def disciplined_answer(text: str, signals: Sequence[SignalSpec], clip_words: bool) -> str:
+    """An endpoint's answer as the in-process engine would have shaped it, where that can be done afterwards.
+
+    Every line that :func:`~lamar_hf.enrich.parsing.parse_answer` reads as a signal's becomes
+    ``name: phrase`` (the phrase cleaned by :func:`~lamar_hf.enrich.parsing.clean_phrase`, and with
+    ``clip_words`` clipped to the signal's ``max_words`` by :func:`clip_to_words`); lines after the
+    last such line are dropped; other lines are kept as they are (the parser skips them, and reads
+    repeated labels as before: first or last). An answer without any labelled line is returned
+    unchanged: labels are never guessed.
+    """
+    limits = {spec.name: spec.max_words for spec in signals}
+    lines: list[str] = []
+    last_labelled = -1
+    for line in text.splitlines():
+        found = parse_answer(line, signals)
+        name = next((name for name, phrase in found.items() if phrase is not None), None)
+        if name is None:
+            lines.append(line)
+            continue
+        phrase = found[name]
+        if clip_words:
+            phrase = clean_phrase(clip_to_words(phrase, limits[name]))
+        lines.append(f"{name}: {phrase}".rstrip())
+        last_labelled = len(lines) - 1
+    if last_labelled < 0:
+        return text
+    return "\n".join(lines[: last_labelled + 1]).strip()
 
 
 ENDPOINT_OPTIONS = ("served_model", "token", "requests_in_flight", "timeout", "retry")
@@ -544,12 +635,16 @@ def load_generator(name: str | None = None, adapter=None, **options) -> Generato
 
 __all__ = [
     "DEFAULT_GENERATOR",
+    "ENDPOINT_ANSWER_DISCIPLINE",
     "EndpointGenerator",
     "GeneratedText",
     "Generator",
     "TransientError",
     "TransformersGenerator",
+    "answer_stops",
+    "clip_to_words",
     "convert_gguf",
+    "disciplined_answer",
     "lamar_home",
     "load_generator",
     "smollm2_gguf_path",
