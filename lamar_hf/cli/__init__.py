@@ -14,7 +14,8 @@ import logging
 import sys
 
 # The order in which sub-commands appear in `lamar --help`.
-COMMANDS = ("prepare", "enrich", "analyze", "tune", "train", "evaluate", "report", "publish", "demo")
+COMMANDS = ("prepare", "enrich", "enrich_users", "attributes", "analyze", "tune", "train", "evaluate", "report",
+            "publish", "demo")
 
 
 class UserError(Exception):

@@ -23,6 +23,12 @@ The pieces, in the order data flows through them:
   cached, so it resumes) and :func:`write_signals`; row statuses ``ok`` / ``retried`` / ``invalid`` /
   ``unavailable``.
 - :mod:`~lamar_hf.enrich.analysis`: distinct-n, diversity, novelty, lengths, validity.
+- :mod:`~lamar_hf.enrich.attributes`: :func:`signal_attributes` clusters each signal kind's phrases
+  (k-means over MiniLM embeddings) into attribute ids, ``<kind>_cluster`` columns (0: no usable
+  signal), written with their provenance by :func:`write_attributes`.
+- :mod:`~lamar_hf.enrich.user_signals`: :func:`enrich_users` writes the ``user_signals`` config,
+  one shopping intent per user from the titles of its training history (never a validation or
+  test item), through the same generators, row cache and statuses; :func:`write_user_signals`.
 
 For tuning the generator (``training/tune_generator.py``):
 
@@ -42,6 +48,7 @@ For tuning the generator (``training/tune_generator.py``):
 
 from pathlib import Path
 
+from .attributes import signal_attributes, write_attributes
 from .config import (
     DEFAULT_DECODING,
     DEFAULT_SIGNALS,
@@ -66,6 +73,7 @@ from .generator import (
 from .parsing import find_problems, format_answer, parse_answer
 from .pipeline import enrich_items, signal_features, status_counts, write_signals
 from .prompts import PROMPT_FILE, Exemplar, PromptBuilder, render_metadata
+from .user_signals import UserPromptBuilder, enrich_users, write_user_signals
 
 _EXEMPLAR_FILES = Path(__file__).resolve().parents[1] / "resources" / "exemplars"
 BEAUTY_EXEMPLARS = _EXEMPLAR_FILES / "amazon_beauty.jsonl"  # Amazon Beauty items by id (P5/S3Rec ids) + asin
@@ -89,9 +97,11 @@ __all__ = [
     "RetryPolicy",
     "SignalSpec",
     "TransformersGenerator",
+    "UserPromptBuilder",
     "build_exemplars",
     "convert_gguf",
     "enrich_items",
+    "enrich_users",
     "find_problems",
     "format_answer",
     "load_exemplars",
@@ -101,8 +111,11 @@ __all__ = [
     "resolve_signals",
     "save_exemplars",
     "select_exemplar_items",
+    "signal_attributes",
     "signal_features",
     "smollm2_gguf_path",
     "status_counts",
+    "write_attributes",
     "write_signals",
+    "write_user_signals",
 ]
