@@ -192,3 +192,15 @@ def test_lamar_attributes_command(signals_parquet, tmp_path, capsys):
     assert main(["attributes", "--signals", str(signals_parquet), "--kinds", "mood", "--out",
                  str(tmp_path / "z.parquet")]) == 2
     assert "no column 'mood'" in capsys.readouterr().err
+
+
+def test_a_signals_table_with_attribute_ids_is_analysed_and_summarised_as_signals_plus_ids(signals_parquet, encoder):
+    from lamar_hf.enrich.analysis import analyze_signals, signal_names
+    from lamar_hf.hub.dataset import provenance_summary
+
+    table, _ = signal_attributes(read(signals_parquet), clusters=3, encoder=encoder, progress=False)
+    names = signal_names(table.column_names)
+    assert names == ["scenario", "intent", "topic"]
+    figures = analyze_signals(table)
+    assert set(figures["signals"]) == {"scenario", "intent", "topic"}
+    assert not any(column.endswith("_cluster") for column in provenance_summary(table, names))

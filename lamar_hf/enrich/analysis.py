@@ -27,9 +27,13 @@ PROVENANCE_OR_STATUS = {"item_id", "status", "status_detail", "generator", "gene
                         "prompt_version", "decoding", "lamar_hf_version", "answer"}
 
 
+# Attribute ids of a signal kind (``scenario_cluster``, lamar_hf.enrich.attributes): integers, not signal text.
+CLUSTER_SUFFIX = "_cluster"
+
+
 def signal_names(columns: Sequence[str]) -> list[str]:
-    """The signal columns of a ``signals`` table (everything that is not id, status or provenance)."""
-    return [name for name in columns if name not in PROVENANCE_OR_STATUS]
+    """The signal columns of a ``signals`` table (everything that is not id, status, provenance or attribute ids)."""
+    return [name for name in columns if name not in PROVENANCE_OR_STATUS and not name.endswith(CLUSTER_SUFFIX)]
 
 
 def ngrams(tokens: Sequence[str], n: int) -> list[tuple[str, ...]]:

@@ -38,7 +38,7 @@ import numpy as np
 
 from .. import __version__
 from ..staging import recover_folder, staging_path
-from .analysis import USABLE
+from .analysis import CLUSTER_SUFFIX, USABLE
 
 logger = logging.getLogger(__name__)
 
@@ -49,7 +49,6 @@ DEFAULT_CLUSTERS = 64
 DEFAULT_SEED = 0
 DEFAULT_RESTARTS = 4
 NO_ATTRIBUTE = 0
-CLUSTER_SUFFIX = "_cluster"
 EXAMPLES_PER_CLUSTER = 3
 
 

@@ -11,6 +11,7 @@ from datasets.info import DatasetInfosDict
 from huggingface_hub import DatasetCardData, HfApi
 
 from .. import __version__
+from ..enrich.analysis import CLUSTER_SUFFIX
 from ..data import Benchmark, load_prepared
 from ..data.benchmark import MANIFEST as PREPARE_MANIFEST
 from ..data.benchmark import parquet_path
@@ -23,8 +24,9 @@ SIGNALS_CONFIG = "signals"
 DEFAULT_MIN_VALIDITY = 0.9
 
 def is_row_key(column: str) -> bool:
-    """Columns of the signals config that are neither a signal nor provenance: the id and the row status."""
-    return column == "item_id" or column.startswith("status")
+    """Columns of the signals config that are neither a signal nor provenance: the id, the row status and the
+    signal attribute ids (``<kind>_cluster``)."""
+    return column == "item_id" or column.startswith("status") or column.endswith(CLUSTER_SUFFIX)
 
 
 def parquet_name(config: str, split: str) -> str:
