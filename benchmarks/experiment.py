@@ -7,11 +7,14 @@ trains every setting over every seed with the same code as ``training/train.py``
 seeds, and only then reads that setting's test figures. Each run is kept as a run record (its device, library
 versions, seed, setting and the split fingerprint of the data); every table cell comes from those records.
 
-Step 1, on CPU (needs ``datasets`` and the packaged MiniLM for the text variants; a few minutes): the sequences and
-the item-text embeddings, shared by every run of every seed::
+Step 1, on CPU (needs ``datasets`` and the packaged MiniLM for the text variants; a few minutes): the sequences (with
+user ids), the item-text embeddings, the signal attribute ids (when the signals file has ``<kind>_cluster`` columns,
+``lamar attributes``) and the user-signal embeddings (``--user_signals_file``, ``lamar enrich_users``), shared by every
+run of every seed::
 
     python benchmarks/experiment.py prepare --dataset outputs/beauty \\
-        --signals_file lamar_hf/resources/signals/amazon_beauty-v1.parquet
+        --signals_file outputs/beauty-signals/signals-attributes.parquet \\
+        --user_signals_file outputs/beauty-users/user_signals/train-00000-of-00001.parquet
 
 Step 2 (torch + transformers + accelerate + safetensors + pyyaml; matplotlib for the chart): every run of the
 grid, in parallel processes; finished runs are reused, so the command can be repeated until the grid is done::
@@ -32,6 +35,18 @@ Step 3: the table from run records, wherever they were trained (one device and o
         --runs outputs/experiments/amazon_beauty/runs
 
 Writes ``benchmarks/results/<dataset>/<experiment>.{json,md,png}``.
+
+Variants (what a model reads besides the item ids; see :data:`VARIANTS`): ``id-only``; item texts fused by the
+setting's ``fusion`` (default ``add``): ``metadata``, ``signals`` (scenario, intent, topic), ``signals+metadata``, and
+one signal kind alone, ``scenario``, ``intent``, ``topic``; ``attributes``, the three kinds' attribute ids learned as
+item attributes; ``user-signals``, one user token of the user's training-history signal. The fusion operators are
+settings (``fusion: gate``). How a setting applies to a variant:
+
+- a variant without item texts (``id-only``, ``attributes``, ``user-signals``) ignores ``fusion`` and
+  ``semantic_dims``: its runs leave them out of their setting, so a setting that differs from an earlier one only by
+  them is the same run and is not trained twice (the table lists it as not applicable);
+- ``fusion: multiview`` weighs two or more item texts: it does not apply to a variant with one (listed likewise);
+- ``fusion: none`` contradicts a variant with item texts: the grid is refused before any run.
 """
 
 from __future__ import annotations
@@ -64,24 +79,51 @@ RESULTS = REPO / "benchmarks" / "results"
 EXPERIMENTS = REPO / "outputs" / "experiments"
 SEQUENCES_FILE = "sequences.safetensors"
 TEXTS_FILE = "text_embeddings.safetensors"
+ATTRIBUTES_FILE = "attributes.safetensors"
+USER_EMBEDDINGS_FILE = "user_embeddings.safetensors"
 RUN_FORMAT = "lamar-experiment-run/1"
 SIGNALS = ("scenario", "intent", "topic")
-# variant -> (signals, use metadata text)
+
+
+@dataclass(frozen=True)
+class Variant:
+    """What a variant's model reads besides the item ids: item texts it fuses (signal kinds, the metadata text),
+    signal kinds whose attribute ids it learns, and whether it reads a user token."""
+
+    signals: tuple[str, ...] = ()
+    use_metadata: bool = False
+    attributes: tuple[str, ...] = ()
+    user_signals: bool = False
+
+    @property
+    def item_texts(self) -> int:
+        """How many item texts the model fuses."""
+        return len(self.signals) + int(self.use_metadata)
+
+
 VARIANTS = {
-    "id-only": ((), False),
-    "metadata": ((), True),
-    "signals": (SIGNALS, False),
-    "signals+metadata": (SIGNALS, True),
+    "id-only": Variant(),
+    "metadata": Variant(use_metadata=True),
+    "signals": Variant(SIGNALS),
+    "signals+metadata": Variant(SIGNALS, True),
+    "attributes": Variant(attributes=SIGNALS),
+    "user-signals": Variant(user_signals=True),
+    **{kind: Variant((kind,)) for kind in SIGNALS},
 }
+# Setting keys that only act on fused item texts: a variant without texts leaves them out of its runs.
+TEXT_FUSION_KEYS = ("fusion", "semantic_dims")
 SELECTION_METRIC = "ndcg@10"
 REPORTED = ("recall@10", "recall@20", "ndcg@10", "ndcg@20", "mrr@10")
 # What makes two runs the same run: a record is reused only when all of these match.
 IDENTITY = (
     "backbone", "variant", "setting", "seed", "split_fingerprint", "max_users", "texts", "time_budget", "device",
 )
+# Identity of the inputs only some variants read (attribute ids, user embeddings): part of a run's identity only where
+# set, so that the identity, and the record file name, of every other run stays what it was before they existed.
+OPTIONAL_IDENTITY = ("attributes", "user_signals")
 # Arguments the runner sets itself (per run, or fixed by the protocol); a grid may not set them.
 RUNNER_OWNED = {
-    "backbone", "signals", "use_metadata", "text_encoder", "output_dir", "seed", "data_seed", "use_cpu", "disable_tqdm",
+    "backbone", "signals", "use_metadata", "signal_attributes", "text_encoder", "output_dir", "seed", "data_seed", "use_cpu", "disable_tqdm",
     "logging_strategy", "report_to", "push_to_hub", "hub_model_id", "resume_from_checkpoint", "eval_strategy",
     "save_strategy", "load_best_model_at_end", "metric_for_best_model", "greater_is_better",
 }
@@ -229,6 +271,43 @@ def reduce_grid(grid: Grid, settings=None, seeds=None, variants=None, overrides=
                 {name: {**grid.settings[name], **overridden} for name in names})
 
 
+def variant_setting(grid: Grid, name: str, variant: str) -> dict:
+    """The setting ``name`` as the runs of ``variant`` use it: :meth:`Grid.resolved`, without the fusion keys
+    (:data:`TEXT_FUSION_KEYS`) for a variant that fuses no item texts."""
+    setting = grid.resolved(name)
+    if not VARIANTS[variant].item_texts:
+        setting = {key: value for key, value in setting.items() if key not in TEXT_FUSION_KEYS}
+    return setting
+
+
+def not_applicable(grid: Grid, name: str, variant: str) -> str | None:
+    """Why the setting ``name`` has no runs of its own for ``variant`` (None: it has): ``fusion: multiview`` with one
+    item text, or the same run as an earlier setting once the fusion keys a variant without texts ignores are gone."""
+    setting = variant_setting(grid, name, variant)
+    if VARIANTS[variant].item_texts == 1 and setting.get("fusion") == "multiview":
+        return "fusion multiview weighs two or more item texts; this variant fuses one"
+    for earlier in grid.settings:
+        if earlier == name:
+            return None
+        if variant_setting(grid, earlier, variant) == setting:
+            return f"the same run as setting {earlier!r} (this variant fuses no item texts: the fusion does not apply)"
+    return None
+
+
+def applicable_runs(grid: Grid) -> list[tuple[str, str, str]]:
+    """``(backbone, variant, setting name)`` of every part of the grid that has runs of its own."""
+    return [(backbone, variant, name)
+            for backbone, variant, name in itertools.product(grid.backbones, grid.variants, grid.settings)
+            if not_applicable(grid, name, variant) is None]
+
+
+def not_applicable_parts(grid: Grid) -> list[dict]:
+    """The variant x setting pairs of the grid without runs of their own, and why (for the results file)."""
+    return [{"variant": variant, "setting": name, "reason": reason}
+            for variant, name in itertools.product(grid.variants, grid.settings)
+            if (reason := not_applicable(grid, name, variant)) is not None]
+
+
 def split_setting(setting: dict) -> tuple[dict, dict]:
     """(model arguments, training arguments) of a complete setting."""
     from lamar_hf.training import ModelArguments
@@ -307,8 +386,9 @@ def file_fingerprint(path: Path) -> str:
 # ---------------------------------------------------------------------------------------------------- prepare
 
 def prepare(options) -> None:
-    """Write the sequences (with the split fingerprint) and the MiniLM embeddings of the metadata text and of every
-    signal (if given), shared by every run of an experiment."""
+    """Write the sequences (with the split fingerprint and user ids) and the MiniLM embeddings of the metadata text
+    and of every signal (if given), the signal attribute ids (if the signals have ``<kind>_cluster`` columns) and the
+    user-signal embeddings (if ``--user_signals_file``), shared by every run of an experiment."""
     from lamar_hf.data import load_prepared, read_p5
     from lamar_hf.text_embeddings import (
         DEFAULT_ENCODER,
@@ -338,23 +418,90 @@ def prepare(options) -> None:
     covered = {kind: int((abs(matrix).sum(axis=1) > 0).sum()) for kind, matrix in embeddings.items()}
     print(f"wrote {out / SEQUENCES_FILE} (split {data.source['split_fingerprint']}) and {out / TEXTS_FILE}; items with "
           f"a text per kind: {covered}" + ("" if signals is not None else " (no signals: pass --signals_file)"))
+    source = options.signals_file or "the dataset's signals config"
+    if signals is not None:
+        prepare_attributes(signals, data.num_items, source, out)
+    if options.user_signals_file:
+        prepare_user_embeddings(options.user_signals_file, options.user_signal, data, cache, out)
+
+
+def prepare_attributes(signals, num_items: int, source: str, out: Path) -> None:
+    """Write the attribute ids of every signal kind whose ``<kind>_cluster`` column the signals have (``lamar
+    attributes``); none: say so (the ``attributes`` variant then has no inputs)."""
+    import torch
+    from safetensors.torch import save_file
+
+    from lamar_hf.training.data import ATTRIBUTE_COLUMN, item_attribute_ids
+
+    rows = signals.to_list() if hasattr(signals, "to_list") else list(signals)
+    kinds = [kind for kind in SIGNALS if rows and ATTRIBUTE_COLUMN.format(kind=kind) in rows[0]]
+    if not kinds:
+        print(f"no attribute ids: {source} has no {', '.join(ATTRIBUTE_COLUMN.format(kind=k) for k in SIGNALS)} "
+              "column (write them with `lamar attributes`)")
+        return
+    try:
+        attributes = item_attribute_ids(rows, kinds, num_items, source)
+    except ValueError as error:
+        raise SystemExit(str(error))
+    covered = {kind: int((ids[1:] > 0).sum()) for kind, ids in attributes.items()}
+    save_file({kind: ids.to(torch.int64).contiguous() for kind, ids in attributes.items()}, str(out / ATTRIBUTES_FILE),
+              metadata={"lamar": json.dumps({"signals_file": source, "kinds": kinds, "items_with_id": covered,
+                                             "largest_id": {k: int(ids.max()) for k, ids in attributes.items()}})})
+    print(f"wrote {out / ATTRIBUTES_FILE}; items with an attribute id per kind: {covered}")
+
+
+def prepare_user_embeddings(path: str, column: str, data, cache: Path, out: Path) -> None:
+    """Write the MiniLM embedding of every user's ``column`` of the user signals table (zeros where unusable).
+
+    Raises:
+        SystemExit: naming the file, for a missing column, a user with two rows, or a signal written from items
+            outside its user's training sequence.
+    """
+    from lamar_hf.text_embeddings import DEFAULT_ENCODER, cached_text_embeddings, read_user_signals
+    from lamar_hf.training.data import UserTextEmbeddings
+    from lamar_hf.training.run import training_history_leaks
+
+    try:
+        texts = read_user_signals(path, column)
+        leak = training_history_leaks(Path(path), data)
+    except (OSError, ValueError) as error:
+        raise SystemExit(str(error))
+    if leak:
+        raise SystemExit(f"{path}: {leak}; user signals must be written from the training history only")
+    users = list(dict.fromkeys(user for split in ("train", "validation", "test") for user in data.users_of(split)))
+    embeddings = UserTextEmbeddings(users, cached_text_embeddings([texts.get(user, "") for user in users], cache))
+    covered, total = embeddings.coverage(data.users_of("train"))
+    embeddings.source = {"user_signals_file": str(path), "column": column, "encoder": DEFAULT_ENCODER,
+                         "training_users": total, "training_users_with_signal": covered}
+    embeddings.save(out / USER_EMBEDDINGS_FILE)
+    print(f"wrote {out / USER_EMBEDDINGS_FILE}; {covered} of {total} training users ({covered / max(total, 1):.1%}) "
+          f"have a usable {column}")
 
 
 # ---------------------------------------------------------------------------------------------------- run records
 
 def make_job(grid: Grid, backbone: str, variant: str, name: str, seed: int, *, split_fingerprint: str, device: str,
              dataset: str, max_users: int | None = None, texts: str | None = None, time_budget: float | None = None,
-             **execution) -> dict:
-    """One run of ``grid``: what identifies it (:data:`IDENTITY`), its setting's name and dataset, and ``execution``
-    details (inputs, work folder, threads, ...) that do not change its figures."""
-    text_variant = bool(VARIANTS[variant][0] or VARIANTS[variant][1])
-    return {"backbone": backbone, "variant": variant, "setting": grid.resolved(name), "seed": seed,
-            "split_fingerprint": split_fingerprint, "max_users": max_users, "texts": texts if text_variant else None,
-            "time_budget": time_budget, "device": device, "setting_name": name, "dataset": dataset, **execution}
+             attributes: str | None = None, user_signals: str | None = None, **execution) -> dict:
+    """One run of ``grid``: what identifies it (:data:`IDENTITY`, and :data:`OPTIONAL_IDENTITY` for a variant that
+    reads attribute ids or user embeddings), its setting's name and dataset, and ``execution`` details (inputs, work
+    folder, threads, ...) that do not change its figures. ``texts``, ``attributes`` and ``user_signals`` are the
+    fingerprints of those input files; each is kept only for a variant that reads it."""
+    reads = VARIANTS[variant]
+    return {"backbone": backbone, "variant": variant, "setting": variant_setting(grid, name, variant), "seed": seed,
+            "split_fingerprint": split_fingerprint, "max_users": max_users,
+            "texts": texts if reads.item_texts else None, "time_budget": time_budget, "device": device,
+            "attributes": attributes if reads.attributes else None,
+            "user_signals": user_signals if reads.user_signals else None,
+            "setting_name": name, "dataset": dataset, **execution}
 
 
 def identity_of(job: dict) -> dict:
-    return {key: job[key] for key in IDENTITY}
+    """What makes two runs the same run: the :data:`IDENTITY` keys, and those of :data:`OPTIONAL_IDENTITY` that are
+    set (a record written before they existed has none, and keeps its identity)."""
+    identity = {key: job[key] for key in IDENTITY}
+    identity.update({key: job[key] for key in OPTIONAL_IDENTITY if job.get(key) is not None})
+    return identity
 
 
 def record_path(work: Path, identity: dict) -> Path:
@@ -415,26 +562,49 @@ def run_one(job: dict) -> dict:
         return train_one(job)
 
 
+def load_attributes(path: Path, kinds) -> dict:
+    """``{kind: [num_items + 1] ids}`` of ``kinds`` from :data:`ATTRIBUTES_FILE`.
+
+    Raises:
+        SystemExit: when the file or a kind is missing (run prepare with a signals file that has them).
+    """
+    from safetensors import safe_open
+
+    if not path.is_file():
+        raise SystemExit(f"{path} is missing: run `python benchmarks/experiment.py prepare` with a --signals_file "
+                         "that has <kind>_cluster columns (lamar attributes)")
+    with safe_open(str(path), framework="pt") as handle:
+        missing = [kind for kind in kinds if kind not in handle.keys()]
+        if missing:
+            raise SystemExit(f"{path} has no attribute ids of {', '.join(missing)} (it has {', '.join(handle.keys())})")
+        return {kind: handle.get_tensor(kind) for kind in kinds}
+
+
 def train_one(job: dict) -> dict:
     from lamar_hf.text_embeddings import load_text_embeddings
     from lamar_hf.training import ModelArguments, RecommendationData, RecommenderTrainingArguments, train_recommender
+    from lamar_hf.training.data import UserTextEmbeddings
 
     data = RecommendationData.load(Path(job["inputs"]) / SEQUENCES_FILE)
     if job["max_users"]:
         data = data.first_users(job["max_users"])
-    signals, use_metadata = VARIANTS[job["variant"]]
+    reads = VARIANTS[job["variant"]]
     model_settings, training_settings = split_setting(job["setting"])
-    model_args = ModelArguments(backbone=job["backbone"], signals=",".join(signals), use_metadata=use_metadata,
+    model_args = ModelArguments(backbone=job["backbone"], signals=",".join(reads.signals),
+                                use_metadata=reads.use_metadata, signal_attributes=",".join(reads.attributes),
                                 **model_settings)
     kinds = model_args.text_kinds()
     texts = load_text_embeddings(Path(job["inputs"]) / TEXTS_FILE, kinds)[0] if kinds else None
+    attributes = load_attributes(Path(job["inputs"]) / ATTRIBUTES_FILE, reads.attributes) if reads.attributes else None
+    users = UserTextEmbeddings.load(Path(job["inputs"]) / USER_EMBEDDINGS_FILE) if reads.user_signals else None
     output_dir = record_path(job["work"], identity_of(job)).with_suffix("")
     training_args = RecommenderTrainingArguments(
         output_dir=str(output_dir), seed=job["seed"], use_cpu=job["device_kind"] == "cpu", disable_tqdm=True,
         logging_strategy="no", **training_settings,
     )
     callbacks = [TrainingTimeBudget(job["time_budget"])] if job["time_budget"] else []
-    result = train_recommender(data, model_args, training_args, texts, callbacks=callbacks)
+    result = train_recommender(data, model_args, training_args, texts, callbacks=callbacks, item_attributes=attributes,
+                               user_embeddings=users)
     shutil.rmtree(output_dir, ignore_errors=True)  # checkpoints are not needed once the test figures are in
     repeat_score = getattr(result.model, "repeat_score", None)
     return {
@@ -444,21 +614,26 @@ def train_one(job: dict) -> dict:
         "stopped_by_time_budget": bool(callbacks and callbacks[0].stopped),
         "torch_device": str(result.model.device),
         # For comparison only (the protocol ranks every item): the same model with each user's history removed.
-        "test_excluding_history": test_excluding_history(result.model, data),
+        "test_excluding_history": test_excluding_history(result.model, data, users),
         **({"repeat_score": round(repeat_score.item(), 4)} if repeat_score is not None else {}),
+        **({"attribute_kinds": list(reads.attributes),
+            "attribute_vocab_sizes": list(result.model.config.attribute_vocab_sizes)} if attributes else {}),
+        **({"user_signals": {**users.source, "users_with_signal_in_run": users.coverage(data.users_of("train"))[0],
+                             "training_users_in_run": len(data.users_of("train"))}} if users is not None else {}),
         "validation_ndcg@10_by_epoch": [round(entry["eval_ndcg@10"], 5) for entry in result.log_history
                                         if "eval_ndcg@10" in entry and "epoch" in entry],
     }
 
 
-def test_excluding_history(model, data) -> dict[str, float]:
+def test_excluding_history(model, data, users=None) -> dict[str, float]:
     """Test Recall/NDCG/MRR@10/20 when the items of each history are never recommended (as RecBole-style
-    evaluators with history filtering do)."""
+    evaluators with history filtering do); a model with a user token reads ``users`` (UserTextEmbeddings)."""
     import torch
 
     from lamar_hf.metrics import ranking_metrics, target_ranks
 
-    scores = model.score(data.histories["test"], exclude_history=True)
+    extra = {} if users is None else {"user_embeddings": users.for_users(data.users_of("test"))}
+    scores = model.score(data.histories["test"], exclude_history=True, **extra)
     targets = torch.tensor(data.targets["test"], device=scores.device)
     return ranking_metrics(target_ranks(scores, targets).cpu().numpy(), (10, 20))
 
@@ -483,7 +658,7 @@ def check_settings_build(grid: Grid, data) -> None:
     Raises:
         SystemExit: naming the grid file, backbone and setting.
     """
-    from lamar_hf.training import ModelArguments, RecommenderTrainingArguments, build_model
+    from lamar_hf.training import ModelArguments, RecommenderTrainingArguments, build_model, get_backbone
 
     item_counts = data.item_counts()  # for settings that draw negatives by popularity
     for backbone, name in itertools.product(grid.backbones, grid.settings):
@@ -493,6 +668,55 @@ def check_settings_build(grid: Grid, data) -> None:
             RecommenderTrainingArguments(output_dir=str(EXPERIMENTS / "unused"), use_cpu=True, **training_settings)
         except (TypeError, ValueError) as error:
             raise SystemExit(f"grid file {grid.path}, setting {name!r} for {backbone}: {error}")
+    # Each variant's texts, attributes and user token with each setting, as configs (no texts are read here).
+    for backbone, variant, name in applicable_runs(grid):
+        reads = VARIANTS[variant]
+        model_settings, _ = split_setting(variant_setting(grid, name, variant))
+        try:
+            args = ModelArguments(backbone=backbone, signals=",".join(reads.signals), use_metadata=reads.use_metadata,
+                                  signal_attributes=",".join(reads.attributes), **model_settings)
+            get_backbone(backbone).make_config(args, data.num_items, args.text_kinds(), 384,
+                                               {kind: 1 for kind in reads.attributes}, 384 if reads.user_signals else 0)
+        except (TypeError, ValueError) as error:
+            raise SystemExit(f"grid file {grid.path}, setting {name!r} for {backbone}, variant {variant}: {error}")
+
+
+def variant_inputs(reduced: Grid, inputs: Path, data) -> dict:
+    """The fingerprints of the input files the grid's variants read (``texts``, ``attributes``, ``user_signals``;
+    None where no variant reads one).
+
+    Raises:
+        SystemExit: naming the file, when one is missing or lacks what a variant reads (run prepare again).
+    """
+    from safetensors import safe_open
+
+    variants = [VARIANTS[variant] for variant in reduced.variants]
+    prepare_hint = "run `python benchmarks/experiment.py prepare` first (or pass --inputs)"
+    found = {"texts": None, "attributes": None, "user_signals": None}
+    kinds = sorted({kind for variant in variants for kind in variant.signals} |
+                   ({"metadata"} if any(variant.use_metadata for variant in variants) else set()))
+    if kinds:
+        if not (inputs / TEXTS_FILE).is_file():
+            raise SystemExit(f"{inputs / TEXTS_FILE} is missing: {prepare_hint}")
+        with safe_open(str(inputs / TEXTS_FILE), framework="pt") as handle:
+            missing = [kind for kind in kinds if kind not in handle.keys()]
+        if missing:
+            raise SystemExit(f"{inputs / TEXTS_FILE} has no text embeddings of {', '.join(missing)}: prepare with a "
+                             "--signals_file (or leave those variants out with --variants)")
+        found["texts"] = file_fingerprint(inputs / TEXTS_FILE)
+    attribute_kinds = sorted({kind for variant in variants for kind in variant.attributes})
+    if attribute_kinds:
+        load_attributes(inputs / ATTRIBUTES_FILE, attribute_kinds)
+        found["attributes"] = file_fingerprint(inputs / ATTRIBUTES_FILE)
+    if any(variant.user_signals for variant in variants):
+        if not (inputs / USER_EMBEDDINGS_FILE).is_file():
+            raise SystemExit(f"{inputs / USER_EMBEDDINGS_FILE} is missing: prepare with --user_signals_file (or leave "
+                             "the user-signals variant out with --variants)")
+        if not data.users:
+            raise SystemExit(f"{inputs / SEQUENCES_FILE} carries no user ids (written by an older prepare): run "
+                             "`python benchmarks/experiment.py prepare` again")
+        found["user_signals"] = file_fingerprint(inputs / USER_EMBEDDINGS_FILE)
+    return found
 
 
 def run(options) -> None:
@@ -503,9 +727,6 @@ def run(options) -> None:
     if not (inputs / SEQUENCES_FILE).is_file():
         raise SystemExit(f"{inputs / SEQUENCES_FILE} is missing: run `python benchmarks/experiment.py prepare` first "
                          "(or pass --inputs)")
-    needs_texts = any(VARIANTS[v][0] or VARIANTS[v][1] for v in reduced.variants)
-    if needs_texts and not (inputs / TEXTS_FILE).is_file():
-        raise SystemExit(f"{inputs / TEXTS_FILE} is missing: run `python benchmarks/experiment.py prepare` first")
     from lamar_hf.training import RecommendationData
 
     data = RecommendationData.load(inputs / SEQUENCES_FILE)
@@ -514,20 +735,23 @@ def run(options) -> None:
                          f"{data.name!r}")
     fingerprint = split_fingerprint(data)
     check_settings_build(reduced, data)
+    read = variant_inputs(reduced, inputs, data)
     if options.device == "cuda":
         import torch
 
         if not torch.cuda.is_available():
             raise SystemExit("--device cuda, but torch sees no GPU")
     device = device_name(options.device)
-    texts = file_fingerprint(inputs / TEXTS_FILE) if needs_texts else None
     threads = options.threads or max(1, (os.cpu_count() or 1) // options.jobs)
     work = Path(options.work or EXPERIMENTS / data.name / "runs")
     jobs = [make_job(reduced, backbone, variant, name, seed, split_fingerprint=fingerprint, device=device,
-                     dataset=data.name, max_users=options.max_users, texts=texts, time_budget=options.time_budget,
-                     device_kind=options.device, inputs=str(inputs), work=str(work), threads=threads)
-            for backbone, variant, name, seed in itertools.product(reduced.backbones, reduced.variants,
-                                                                   reduced.settings, reduced.seeds)]
+                     dataset=data.name, max_users=options.max_users, time_budget=options.time_budget,
+                     device_kind=options.device, inputs=str(inputs), work=str(work), threads=threads, **read)
+            for (backbone, variant, name), seed in itertools.product(applicable_runs(reduced), reduced.seeds)]
+    skipped = not_applicable_parts(reduced)
+    if skipped:
+        print(f"{len(skipped)} variant x setting pairs have no runs of their own: "
+              + "; ".join(f"{part['variant']} {part['setting']!r} ({part['reason']})" for part in skipped), flush=True)
     pending = [job for job in jobs if options.force or not record_path(work, identity_of(job)).is_file()]
     print(f"{len(jobs) - len(pending)} runs already done, {len(pending)} to run with {options.jobs} processes x "
           f"{threads} threads on {device}", flush=True)
@@ -572,9 +796,8 @@ def matching_records(grid: Grid, records: list[dict], device: str | None = None)
         SystemExit: when they mix devices, split fingerprints, user subsets, text embeddings or time budgets (naming
             the runs on each side), or when one run of the grid has two records.
     """
-    wanted = {(backbone, variant, json.dumps(grid.resolved(name), sort_keys=True), seed)
-              for backbone, variant, name, seed in itertools.product(grid.backbones, grid.variants, grid.settings,
-                                                                     grid.seeds)}
+    wanted = {(backbone, variant, json.dumps(variant_setting(grid, name, variant), sort_keys=True), seed)
+              for (backbone, variant, name), seed in itertools.product(applicable_runs(grid), grid.seeds)}
     chosen = [record for record in records
               if (record["backbone"], record["variant"], json.dumps(record["setting"], sort_keys=True), record["seed"])
               in wanted and (device is None or record["device"] == device)]
@@ -582,6 +805,8 @@ def matching_records(grid: Grid, records: list[dict], device: str | None = None)
                        ("max_users", "user subsets (--max_users)"), ("time_budget", "time budgets")):
         refuse_mixed(chosen, lambda record, key=key: record[key], label)
     refuse_mixed([record for record in chosen if record["texts"]], lambda record: record["texts"], "text embeddings")
+    for key, label in (("attributes", "attribute ids"), ("user_signals", "user embeddings")):
+        refuse_mixed([record for record in chosen if record.get(key)], lambda record, key=key: record[key], label)
     seen = {}
     for record in chosen:
         key = (record["backbone"], record["variant"], json.dumps(record["setting"], sort_keys=True), record["seed"])
@@ -621,8 +846,9 @@ def select(grid: Grid, records: list[dict]) -> tuple[list[dict], list[dict]]:
     rows, settings = [], []
     for backbone, variant in itertools.product(grid.backbones, grid.variants):
         candidates = []
-        for name in grid.settings:
-            setting = json.dumps(grid.resolved(name), sort_keys=True)
+        applicable = [name for name in grid.settings if not_applicable(grid, name, variant) is None]
+        for name in applicable:
+            setting = json.dumps(variant_setting(grid, name, variant), sort_keys=True)
             runs = [by_key[(backbone, variant, setting, seed)] for seed in grid.seeds
                     if (backbone, variant, setting, seed) in by_key]
             done = [run["seed"] for run in runs]
@@ -635,7 +861,7 @@ def select(grid: Grid, records: list[dict]) -> tuple[list[dict], list[dict]]:
                 candidates.append((entry, runs))
         row = {"backbone": backbone, "variant": variant, "selected_on": "validation",
                "selection_metric": SELECTION_METRIC, "settings_complete": len(candidates),
-               "settings_declared": len(grid.settings)}
+               "settings_declared": len(applicable)}
         if not candidates:
             rows.append({**row, "setting": None, "missing": True, "seeds": []})
             continue
@@ -643,7 +869,7 @@ def select(grid: Grid, records: list[dict]) -> tuple[list[dict], list[dict]]:
         entry["chosen"] = True
         row.update({
             "setting": {"name": entry["setting"], "overrides": grid.settings[entry["setting"]],
-                        "values": grid.resolved(entry["setting"])},
+                        "values": variant_setting(grid, entry["setting"], variant)},
             "missing": False, "seeds": entry["seeds"], "validation": entry["validation"],
             "test": averaged(runs, "test"),
             "epochs": [run["result"]["epochs"] for run in runs],
@@ -680,7 +906,10 @@ def write_results(path: Path, grid: Grid, records: list[dict], command: str) -> 
     results = {
         "experiment": path.stem, "dataset": first["dataset"], "split_fingerprint": first["split_fingerprint"],
         "device": first["device"], "max_users": first["max_users"], "time_budget": first["time_budget"],
-        "grid": grid.describe(), "rows": rows, "settings": settings,
+        "grid": grid.describe(), "rows": rows, "settings": settings, "not_applicable": not_applicable_parts(grid),
+        # The attribute ids and user embeddings the runs read (one of each per table, see matching_records).
+        "inputs": {key: next(record[key] for record in records if record.get(key))
+                   for key in OPTIONAL_IDENTITY if any(record.get(key) for record in records)},
         # Usually one entry; several when the grid's runs were trained over a library upgrade.
         "versions": [json.loads(versions) for versions in dict.fromkeys(
             json.dumps(record["provenance"].get("versions"), sort_keys=True) for record in records)],
@@ -723,7 +952,10 @@ def main(argv=None) -> None:
     commands = parser.add_subparsers(dest="command", required=True)
     p = commands.add_parser("prepare", help="write the sequences and MiniLM text embeddings (CPU, here)")
     p.add_argument("--dataset", required=True, help="a prepared folder (lamar prepare) or a raw P5 folder")
-    p.add_argument("--signals_file", help="signals parquet (item_id, scenario, intent, topic, status)")
+    p.add_argument("--signals_file", help="signals parquet (item_id, scenario, intent, topic, status; with "
+                   "<kind>_cluster columns of `lamar attributes` for the attributes variant)")
+    p.add_argument("--user_signals_file", help="user_signals parquet of `lamar enrich_users` (user-signals variant)")
+    p.add_argument("--user_signal", default="intent", help="its column the user token embeds (default: intent)")
     p.add_argument("--out", help="default: outputs/experiments/<dataset name>/inputs")
 
     def grid_options(sub):

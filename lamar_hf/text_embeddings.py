@@ -319,3 +319,63 @@ def default_text_embeddings_cache(dataset_name: str) -> Path:
     keyed by the text they embed, so a stale entry is never used."""
     root = Path(os.environ.get("LAMAR_CACHE", Path.home() / ".cache" / "lamar_hf"))
     return root / "text_embeddings" / (re.sub(r"[^A-Za-z0-9_.-]+", "_", dataset_name) + ".safetensors")
+
+
+def cached_text_embeddings(texts: Sequence[str], cache_path, encoder=None, batch_size: int = 128) -> np.ndarray:
+    """``[len(texts), dim]`` float32 embeddings of any texts through the per-text cache of
+    :func:`cached_item_text_embeddings` (same file format, lock and float16 rounding); empty texts get a zero row."""
+    from filelock import FileLock
+
+    texts, cache_path = list(texts), Path(cache_path)
+    encoder_name = encoder_identity(encoder)
+    cache_path.parent.mkdir(parents=True, exist_ok=True)
+    loaded_encoder = None
+    with FileLock(str(cache_path) + ".lock"):
+        vectors = read_embedding_cache(cache_path, encoder_name)
+        new = list(dict.fromkeys(text for text in texts if text and text_digest(text) not in vectors))
+        if new:
+            logger.info("embedding %d new texts (%d in all; the others are cached in %s)", len(new), len(texts), cache_path)
+            loaded_encoder = encoder if not isinstance(encoder, (str, Path, type(None))) else load_encoder(encoder)
+            embedded = embed_texts(new, loaded_encoder, batch_size=batch_size).astype(np.float16).astype(np.float32)
+            vectors.update(zip(map(text_digest, new), embedded))
+            write_embedding_cache(cache_path, vectors, encoder_name)
+    dim = len(next(iter(vectors.values()))) if vectors else None
+    if dim is None:  # no text at all: zero rows of the encoder's width
+        loaded_encoder = loaded_encoder or (
+            encoder if not isinstance(encoder, (str, Path, type(None))) else load_encoder(encoder))
+        dim = embed_texts([], loaded_encoder).shape[1]
+    out = np.zeros((len(texts), dim), dtype=np.float32)
+    for row, text in enumerate(texts):
+        if text:
+            out[row] = vectors[text_digest(text)]
+    return out
+
+
+def read_user_signals(path, column: str = "intent") -> dict[int, str]:
+    """``{user_id: text}`` of a ``user_signals`` parquet file (``lamar enrich_users``): the stripped ``column`` of
+    every row whose ``status`` is ok / retried (a table without ``status`` counts every row), ``""`` otherwise.
+
+    Raises:
+        FileNotFoundError: when the file is missing.
+        ValueError: naming the file, for a missing ``user_id`` or ``column`` column, or a user with two rows.
+    """
+    import pyarrow.parquet as pq
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"user signals file not found: {path}")
+    table = pq.read_table(path)
+    missing = [name for name in ("user_id", column) if name not in table.column_names]
+    if missing:
+        raise ValueError(f"{path}: the user signals table has no column {', '.join(map(repr, missing))} (columns: "
+                         f"{', '.join(table.column_names)})")
+    users = table.column("user_id").to_pylist()
+    values = table.column(column).to_pylist()
+    statuses = table.column("status").to_pylist() if "status" in table.column_names else ["ok"] * len(users)
+    texts: dict[int, str] = {}
+    for number, (user, value, status) in enumerate(zip(users, values, statuses)):
+        if user in texts:
+            raise ValueError(f"{path}: user_id {user} has a second row (row {number}); a user signals file holds one "
+                             "row per user")
+        texts[user] = str(value).strip() if value is not None and status in USABLE_SIGNAL_STATUSES else ""
+    return texts

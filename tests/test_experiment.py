@@ -230,3 +230,64 @@ def test_a_reduced_grid_or_a_smoke_override_is_written_beside_the_study_never_ov
         experiment.reduce_grid(grid, overrides=["mask_prob=0.4"])
     with pytest.raises(SystemExit, match=r"--settings 'deep' is not in .*rigged.json"):
         experiment.reduce_grid(grid, settings="reference,deep")
+
+
+def test_runs_of_the_variants_of_before_keep_their_identity_and_record_names(tmp_path):
+    # The names the runner wrote before attribute and user-signal variants existed (same job, same digest).
+    grid = rigged_grid(tmp_path)
+    names = {}
+    for variant in ("id-only", "metadata"):
+        job = experiment.make_job(grid, "sasrec", variant, "two blocks", 1, split_fingerprint=FINGERPRINT,
+                                  device="Test CPU Model 1", dataset="chains", texts="sha256:" + "cd" * 32,
+                                  attributes="sha256:" + "ef" * 32, user_signals="sha256:" + "01" * 32)
+        assert set(experiment.identity_of(job)) == set(experiment.IDENTITY)
+        names[variant] = experiment.record_path(tmp_path, experiment.identity_of(job)).name
+    assert names == {"id-only": "sasrec-id-only-seed1-377844fd9dc4.json",
+                     "metadata": "sasrec-metadata-seed1-e29bdac15fc0.json"}
+    job = experiment.make_job(grid, "sasrec", "attributes", "two blocks", 1, split_fingerprint=FINGERPRINT,
+                              device="Test CPU Model 1", dataset="chains", texts="sha256:" + "cd" * 32,
+                              attributes="sha256:" + "ef" * 32)
+    assert experiment.identity_of(job)["attributes"] == "sha256:" + "ef" * 32 and job["texts"] is None
+
+
+def test_fusion_settings_apply_to_text_variants_only_and_multiview_to_two_or_more_texts(tmp_path):
+    grid = experiment.load_grid(write_grid(tmp_path / "fusions.json", variants=["id-only", "intent", "signals"],
+                                           settings=[{"name": "reference"}, {"name": "gate", "fusion": "gate"},
+                                                     {"name": "multiview", "fusion": "multiview"}]))
+    assert experiment.variant_setting(grid, "gate", "id-only") == {}
+    assert experiment.variant_setting(grid, "gate", "intent") == {"fusion": "gate"}
+    assert [(v, n) for _, v, n in experiment.applicable_runs(grid)] == [
+        ("id-only", "reference"), ("intent", "reference"), ("intent", "gate"), ("signals", "reference"),
+        ("signals", "gate"), ("signals", "multiview")]
+    reasons = {(part["variant"], part["setting"]): part["reason"] for part in experiment.not_applicable_parts(grid)}
+    assert set(reasons) == {("id-only", "gate"), ("id-only", "multiview"), ("intent", "multiview")}
+    assert reasons["id-only", "gate"].startswith("the same run as setting 'reference'")
+
+
+def test_a_variant_without_its_inputs_or_a_text_variant_with_fusion_none_stops_the_batch_before_any_run(tmp_path):
+    from safetensors.torch import save_file
+
+    inputs = save_inputs(tmp_path / "inputs")  # no texts, attribute ids or user embeddings
+    data = RecommendationData.load(inputs / experiment.SEQUENCES_FILE)
+    # As an older prepare wrote it: no user ids.
+    RecommendationData(data.name, data.num_items, data.histories, data.targets, data.revision, data.source).save(
+        inputs / experiment.SEQUENCES_FILE)
+
+    def refused(variants, settings=({"name": "reference"},)):
+        grid = write_grid(tmp_path / f"{variants[0]}.json", variants=variants, seeds=[0],
+                          base={"hidden_size": 8, "num_train_epochs": 1}, settings=list(settings))
+        with pytest.raises(SystemExit) as stopped:
+            experiment.main(["run", "--config", str(grid), "--inputs", str(inputs), "--work", str(tmp_path / "runs")])
+        return str(stopped.value)
+
+    assert "setting 'no texts' for sasrec, variant intent: --fusion none cannot use item texts (intent)" in refused(
+        ["intent"], [{"name": "no texts", "fusion": "none"}])
+    assert f"{inputs / experiment.ATTRIBUTES_FILE} is missing" in refused(["attributes"])
+    save_file({"scenario": torch.zeros(31, dtype=torch.int64)}, str(inputs / experiment.ATTRIBUTES_FILE))
+    assert f"{inputs / experiment.ATTRIBUTES_FILE} has no attribute ids of intent, topic" in refused(["attributes"])
+    assert f"{inputs / experiment.USER_EMBEDDINGS_FILE} is missing" in refused(["user-signals"])
+    from lamar_hf.training.data import UserTextEmbeddings
+
+    UserTextEmbeddings([1], torch.ones(1, 4)).save(inputs / experiment.USER_EMBEDDINGS_FILE)
+    assert "carries no user ids (written by an older prepare)" in refused(["user-signals"])
+    assert not (tmp_path / "runs").exists()

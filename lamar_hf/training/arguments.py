@@ -84,6 +84,12 @@ class ModelArguments:
     text_encoder: str = field(
         default=DEFAULT_ENCODER, metadata={"help": "Sentence encoder of the item texts (a folder or the default id)."}
     )
+    signal_attributes: str = field(
+        default="",
+        metadata={"help": "Comma-separated signal kinds whose attribute ids (the signals file's <kind>_cluster columns, "
+                  "written by `lamar attributes`) the model learns as item attributes, e.g. 'scenario,intent,topic' "
+                  "(empty: none). Independent of --signals and --fusion."},
+    )
 
     def text_kinds(self) -> list[str]:
         """The item texts the model fuses, in buffer order: the chosen signals, then ``metadata``."""

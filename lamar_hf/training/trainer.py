@@ -24,7 +24,15 @@ from lamar_hf.metrics import ranking_metrics, target_ranks
 
 from .arguments import ModelArguments, RecommenderTrainingArguments
 from .backbones import BACKBONES, Backbone, build_model, get_backbone
-from .data import IGNORE_INDEX, RecommendationData, next_item_prefixes, next_item_windows
+from .data import (
+    IGNORE_INDEX,
+    USER_INDEX,
+    RecommendationData,
+    UserEmbeddingCollator,
+    UserTextEmbeddings,
+    next_item_prefixes,
+    next_item_windows,
+)
 from .guards import StopOnNonFinite
 
 logger = logging.getLogger(__name__)
@@ -72,10 +80,12 @@ def metrics_without_prefix(metrics: dict, prefix: str) -> dict[str, float]:
 
 @contextlib.contextmanager
 def item_table_fused_once(model):
-    """Within the block, a text-fused model fuses its whole item table once instead of in every batch: while it
-    evaluates, no weight changes. A model without fusion (its table is the embedding weight) is left as it is."""
+    """Within the block, a text-fused model, or one with item attributes, computes its whole item table once instead
+    of in every batch: while it evaluates, no weight changes. A model whose table is the embedding weight itself (no
+    fusion, no attributes) is left as it is."""
     table = getattr(model, "item_table", None)
-    if getattr(table, "fusion", "none") == "none":
+    has_attributes = getattr(table, "attribute_embeddings", None) is not None
+    if getattr(table, "fusion", "none") == "none" and not has_attributes:
         yield
         return
     with torch.no_grad():
@@ -125,9 +135,12 @@ def recommender_trainer(
     train_dataset=None,
     eval_dataset=None,
     callbacks=(),
+    user_embeddings: UserTextEmbeddings | None = None,
 ) -> Trainer:
     """A ``Trainer`` wired for full-ranking validation and early stopping on ``args.metric_for_best_model``; a
-    non-finite training loss or metric stops it (:class:`~lamar_hf.training.guards.StopOnNonFinite`).
+    non-finite training loss or metric stops it (:class:`~lamar_hf.training.guards.StopOnNonFinite`). With
+    ``user_embeddings`` the examples carry ``user_index`` and every batch gets its ``user_embeddings``
+    (:class:`~lamar_hf.training.data.UserEmbeddingCollator`).
 
     The Trainer itself never pushes to the Hub: the caller publishes once, with the model card, at the end.
     """
@@ -137,10 +150,13 @@ def recommender_trainer(
     patience = getattr(args, "early_stopping_patience", 0)
     if train_dataset is not None and eval_dataset is not None and args.eval_strategy != "no" and patience > 0:
         callbacks.append(EarlyStoppingCallback(early_stopping_patience=patience))
+    collator = backbone.collator()
+    if user_embeddings is not None:
+        collator = UserEmbeddingCollator(collator, user_embeddings.table())
     return RecommenderTrainer(
         model=model,
         args=args,
-        data_collator=backbone.collator(),
+        data_collator=collator,
         train_dataset=train_dataset,
         eval_dataset=eval_dataset,
         compute_metrics=RankingMetrics(tuple(getattr(args, "ranking_cutoffs", (10, 20)))),
@@ -192,6 +208,68 @@ def by_length(examples: list[dict]) -> list[dict]:
     return sorted(examples, key=lambda example: len(example["input_ids"]))
 
 
+def attribute_kinds(model_args) -> list[str]:
+    """The signal kinds of ``--signal_attributes``, in order.
+
+    Raises:
+        ValueError: for a kind named twice.
+    """
+    kinds = [kind.strip() for kind in (getattr(model_args, "signal_attributes", "") or "").split(",") if kind.strip()]
+    if len(set(kinds)) != len(kinds):
+        raise ValueError(f"--signal_attributes names a kind twice: {','.join(kinds)}")
+    return kinds
+
+
+def examples_with_users(examples_per_row, user_rows: list[int]) -> list[dict]:
+    """Tag the examples of each row (a list of examples per training sequence or evaluation row) with that row's
+    ``user_index``."""
+    return [{**example, USER_INDEX: row} for examples, row in zip(examples_per_row, user_rows, strict=True)
+            for example in examples]
+
+
+def user_rows_of(data: RecommendationData, split: str, user_embeddings: UserTextEmbeddings) -> list[int]:
+    """The row in ``user_embeddings`` of every row of ``data``'s ``split`` (0 for a user without a signal)."""
+    return user_embeddings.rows(data.users_of(split))
+
+
+def training_dataset(backbone: Backbone, args, data: RecommendationData, length: int,
+                     user_embeddings: UserTextEmbeddings | None = None) -> list[dict]:
+    """The training examples of ``data`` (see :func:`training_examples`), each with its user's ``user_index`` when
+    the model reads ``user_embeddings``."""
+    build = training_examples(backbone, args)
+    sequences = data.training_sequences()
+    if user_embeddings is None:
+        return build(sequences, length)
+    # One sequence at a time, so that each example knows its user; the examples and their order are the same.
+    return examples_with_users([build([sequence], length) for sequence in sequences],
+                               user_rows_of(data, "train", user_embeddings))
+
+
+def evaluation_dataset(backbone: Backbone, data: RecommendationData, split: str, length: int,
+                       user_embeddings: UserTextEmbeddings | None = None) -> list[dict]:
+    """The evaluation examples of ``split``, shortest first (:func:`by_length`), each with its user's
+    ``user_index`` when the model reads ``user_embeddings``."""
+    examples = backbone.eval_examples(data.histories[split], data.targets[split], length)
+    if user_embeddings is not None:
+        rows = user_rows_of(data, split, user_embeddings)
+        if len(examples) != len(rows):
+            raise ValueError(f"the {backbone.name} backbone made {len(examples)} {split} examples of {len(rows)} rows")
+        examples = examples_with_users([[example] for example in examples], rows)
+    return by_length(examples)
+
+
+def check_user_embeddings(model, user_embeddings: UserTextEmbeddings | None) -> None:
+    """Raise ValueError unless ``user_embeddings`` are given exactly when the model has a user token, of its width."""
+    width = int(getattr(model.config, "user_text_embedding_dim", 0) or 0)
+    if width and user_embeddings is None:
+        raise ValueError(f"this model reads a user token (user_text_embedding_dim={width}): pass its users' "
+                         "embeddings (--user_signals_file)")
+    if not width and user_embeddings is not None:
+        raise ValueError("this model reads no user token (user_text_embedding_dim=0): leave the user embeddings out")
+    if width and user_embeddings.dim != width:
+        raise ValueError(f"the user embeddings have {user_embeddings.dim} numbers, the model reads {width}")
+
+
 def checkpoint_to_resume(args) -> str | None:
     """``--resume_from_checkpoint``: a checkpoint folder, or ``last`` for the newest one in the output folder (none
     there: start afresh). Resuming continues the optimizer only if checkpoints keep it (``--save_only_model false``)."""
@@ -207,27 +285,45 @@ def train_recommender(
     training_args: RecommenderTrainingArguments,
     text_embeddings: dict | None = None,
     callbacks=(),
+    item_attributes: dict | None = None,
+    user_embeddings: UserTextEmbeddings | None = None,
 ) -> TrainingResult:
     """Train ``model_args.backbone`` on ``data``'s training sequences, validate by full ranking every epoch, stop
     early on the validation metric, keep the best model and evaluate it on the test split.
 
     ``text_embeddings`` maps each text kind the model fuses (see ``ModelArguments.text_kinds``) to its
-    ``[num_items + 1, dim]`` matrix.
+    ``[num_items + 1, dim]`` matrix; ``item_attributes`` each kind of ``--signal_attributes`` to its
+    ``[num_items + 1]`` attribute ids (:func:`~lamar_hf.training.data.item_attribute_ids`). With
+    ``user_embeddings`` the model reads each example's user embedding as a user token (``data`` must carry user
+    ids); without, it is the model of before.
+
+    Raises:
+        ValueError: when the attribute ids and ``--signal_attributes`` do not name the same kinds.
     """
     backbone = get_backbone(model_args.backbone)
     set_seed(training_args.seed)
+    kinds = attribute_kinds(model_args)
+    if sorted(kinds) != sorted(item_attributes or {}):
+        raise ValueError(f"--signal_attributes asks for {', '.join(kinds) or 'none'}, but attribute ids were given "
+                         f"for {', '.join(item_attributes or {}) or 'none'}")
     item_counts = data.item_counts() if model_args.negative_sampling == "popularity" else None
-    model = build_model(model_args, data.num_items, text_embeddings, item_counts)
-    length = model_args.max_history_length
-    train_dataset = training_examples(backbone, training_args)(data.training_sequences(), length)
-    validation = by_length(backbone.eval_examples(data.histories["validation"], data.targets["validation"], length))
-    test = by_length(backbone.eval_examples(data.histories["test"], data.targets["test"], length))
-    logger.info(
-        "training %s (%s) on %s: %d training windows, %d validation and %d test users, %d items",
-        backbone.name, model.config.fusion if hasattr(model.config, "fusion") else "-", data.name,
-        len(train_dataset), len(validation), len(test), data.num_items,
+    model = build_model(
+        model_args, data.num_items, text_embeddings, item_counts,
+        item_attributes={kind: item_attributes[kind] for kind in kinds} if kinds else None,
+        user_text_embedding_dim=user_embeddings.dim if user_embeddings is not None else 0,
     )
-    trainer = recommender_trainer(model, backbone, training_args, train_dataset, validation, callbacks)
+    length = model_args.max_history_length
+    train_dataset = training_dataset(backbone, training_args, data, length, user_embeddings)
+    validation = evaluation_dataset(backbone, data, "validation", length, user_embeddings)
+    test = evaluation_dataset(backbone, data, "test", length, user_embeddings)
+    logger.info(
+        "training %s (%s%s%s) on %s: %d training windows, %d validation and %d test users, %d items",
+        backbone.name, model.config.fusion if hasattr(model.config, "fusion") else "-",
+        f", attributes {','.join(kinds)}" if kinds else "", ", user token" if user_embeddings is not None else "",
+        data.name, len(train_dataset), len(validation), len(test), data.num_items,
+    )
+    trainer = recommender_trainer(model, backbone, training_args, train_dataset, validation, callbacks,
+                                  user_embeddings=user_embeddings)
     started = time.perf_counter()
     trainer.train(resume_from_checkpoint=checkpoint_to_resume(training_args))
     train_seconds = time.perf_counter() - started
@@ -263,25 +359,29 @@ def evaluate_recommender(
     batch_size: int = 256,
     cutoffs=(10, 20),
     use_cpu: bool | None = None,
+    user_embeddings: UserTextEmbeddings | None = None,
 ) -> dict[str, float]:
-    """Full-ranking Recall/NDCG/MRR@K (and the loss) of a trained model on one split of ``data``.
+    """Full-ranking Recall/NDCG/MRR@K (and the loss) of a trained model on one split of ``data``; a model with a
+    user token reads each row's user in ``user_embeddings``.
 
     Raises:
-        ValueError: for an unknown split, or data whose item count differs from the model's.
+        ValueError: for an unknown split, data whose item count differs from the model's, or user embeddings
+            missing for a model with a user token (or given to one without).
     """
     if split not in data.histories:
         raise ValueError(f"unknown split {split!r}; choose one of {', '.join(data.histories)}")
     num_items = getattr(model.config, "num_items", data.num_items)
     if num_items != data.num_items:
         raise ValueError(f"the model knows {num_items} items, the data has {data.num_items}")
+    check_user_embeddings(model, user_embeddings)
     backbone = backbone_of(model)
     length = getattr(model.config, "max_history_length", 50)
-    examples = by_length(backbone.eval_examples(data.histories[split], data.targets[split], length))
+    examples = evaluation_dataset(backbone, data, split, length, user_embeddings)
     with tempfile.TemporaryDirectory() as scratch:
         extra = {} if use_cpu is None else {"use_cpu": use_cpu}
         args = RecommenderTrainingArguments(
             output_dir=scratch, eval_strategy="no", save_strategy="no", load_best_model_at_end=False,
             per_device_eval_batch_size=batch_size, ranking_cutoffs=list(cutoffs), disable_tqdm=True, **extra,
         )
-        trainer = recommender_trainer(model, backbone, args)
+        trainer = recommender_trainer(model, backbone, args, user_embeddings=user_embeddings)
         return metrics_without_prefix(trainer.evaluate(examples, metric_key_prefix=split), split)
