@@ -277,7 +277,8 @@ def test_a_variant_without_its_inputs_or_a_text_variant_with_fusion_none_stops_t
         grid = write_grid(tmp_path / f"{variants[0]}.json", variants=variants, seeds=[0],
                           base={"hidden_size": 8, "num_train_epochs": 1}, settings=list(settings))
         with pytest.raises(SystemExit) as stopped:
-            experiment.main(["run", "--config", str(grid), "--inputs", str(inputs), "--work", str(tmp_path / "runs")])
+            experiment.main(["run", "--config", str(grid), "--inputs", str(inputs), "--work", str(tmp_path / "runs"),
+                             "--results_dir", str(tmp_path / "results")])
         return str(stopped.value)
 
     assert "setting 'no texts' for sasrec, variant intent: --fusion none cannot use item texts (intent)" in refused(
