@@ -19,6 +19,14 @@ all-MiniLM-L6-v2 and cached in OUTPUT_DIR/text_embeddings.safetensors)::
         --signals_file outputs/beauty-signals/signals/train-00000-of-00001.parquet --use_metadata \\
         --fusion add --output_dir outputs/sasrec-beauty-signals
 
+Signal phrases as learned item attributes (the ``<kind>_cluster`` ids written by ``lamar attributes``), and the
+user's written shopping intent (``lamar enrich-users``, from the training history only) as an extra input token::
+
+    accelerate launch training/train.py --dataset outputs/beauty --signals_file outputs/beauty-v1-attributes.parquet \
+        --signal_attributes scenario,intent,topic \
+        --user_signals_file outputs/beauty-users/user_signals/train-00000-of-00001.parquet \
+        --output_dir outputs/sasrec-beauty-attributes-users
+
 SASRec with a learned score for items already in the history, at a learning rate of its own (one setting of the
 grid in ``benchmarks/configs/beauty_sasrec.yaml``; ``benchmarks/experiment.py`` chooses it or not on validation)::
 
