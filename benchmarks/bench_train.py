@@ -2,8 +2,9 @@
 over the 22,363 test users (all 12,101 items ranked), for the strong ID-only SASRec baseline: hidden 64, 1 block,
 1 head, dropout 0.2, max length 50, sampled softmax over 256 negatives (RecTools' SASRec+SS settings), batch 128.
 
-    python benchmarks/bench_train.py                                 # ID-only SASRec (negatives per position,
-                                                                     # and per batch), 2 epochs, 3 ranking passes
+    python benchmarks/bench_train.py                                 # ID-only SASRec, negatives drawn per position,
+                                                                     # per sequence and per batch; 2 epochs, 3 passes
+    python benchmarks/bench_train.py --variants id-per-sequence-repeat  # the validation-chosen Beauty SASRec
     python benchmarks/bench_train.py --dataset /tmp/h5/beauty        # a folder written by `lamar prepare`
     python benchmarks/bench_train.py --variants id,signals+metadata  # also a 4-text fused model
     python benchmarks/bench_train.py --profile                       # also torch.profiler's table of one epoch
@@ -123,7 +124,7 @@ def time_variant(data, name: str, model_args, epochs: int, repeats: int, batch_s
         evaluation_cpu.append(time.process_time() - cpu_started)
     return {
         "variant": name,
-        "settings": {key: getattr(model_args, key) for key in (*BASELINE, "negative_sharing", "negative_sampling")},
+        "settings": {key: getattr(model_args, key) for key in (*BASELINE, "negative_sharing", "negative_sampling", "repeat_bias")},
         "text_kinds": model_args.text_kinds(),
         "fusion": model.config.fusion,
         "training_windows": len(windows),
@@ -159,7 +160,8 @@ def main() -> None:
     parser.add_argument("--eval-batch-size", type=int, default=256, help="users per full-ranking batch")
     parser.add_argument("--variants", default="id,id-per-sequence,id-per-batch",
                         help="id (negatives per position), id-per-sequence, id-per-batch (one negative draw per sequence or "
-                        "per batch), id-per-sequence-256 (hidden 256) and/or signals+metadata")
+                        "per batch), id-per-sequence-256 (hidden 256), id-per-sequence-repeat (with the learned repeat score) and/or "
+                        "signals+metadata")
     parser.add_argument("--threads", type=int, default=1,
                         help="torch threads (default 1: where other processes share the cores, a second thread "
                         "slowed an epoch from 3 s to over 100 s on a 2-core machine; 0: torch's own choice)")
@@ -181,6 +183,8 @@ def main() -> None:
         "id-per-sequence": ModelArguments(**BASELINE, negative_sharing="sequence"),
         "id-per-batch": ModelArguments(**BASELINE, negative_sharing="batch"),
         "id-per-sequence-256": ModelArguments(**(BASELINE | {"hidden_size": 256}), negative_sharing="sequence"),
+        # The validation-chosen Beauty SASRec of benchmarks/results/amazon_beauty/beauty_sasrec_id_only.md.
+        "id-per-sequence-repeat": ModelArguments(**BASELINE, negative_sharing="sequence", repeat_bias=True),
         "signals+metadata": ModelArguments(**BASELINE, signals="scenario,intent,topic", use_metadata=True, fusion="add"),
     }
     rows = []
