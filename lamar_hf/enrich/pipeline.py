@@ -77,19 +77,31 @@ def _quiet_datasets():
 
 
 class _RowJudge:
-    """Parses answers and decides each row's status (first attempt, then the retry)."""
+    """How the rows of one table are asked for and judged: a row's conversation, its answer parsed into the
+    builder's signals, the problems of those signals, and so its status (first attempt, then the retry).
 
-    def __init__(self, builder: PromptBuilder):
+    This one holds the rules of the item signals; :mod:`lamar_hf.enrich.user_signals` subclasses it
+    (``messages`` and ``find_problems``) and shares the rest of the pipeline.
+    """
+
+    def __init__(self, builder):
+        self.builder = builder
         self.specs = builder.signals
         self.exemplar_answers = builder.exemplar_answers()
 
-    def judge(self, result: GeneratedText, title: str | None) -> tuple[dict, dict]:
+    def messages(self, row: dict) -> list[dict]:
+        return self.builder.messages(row)
+
+    def find_problems(self, signals: dict, row: dict) -> dict[str, str]:
+        return find_problems(signals, self.specs, clean_text(row.get("title")), self.exemplar_answers)
+
+    def judge(self, result: GeneratedText, row: dict) -> tuple[dict, dict]:
         if result.error is not None:
             return {spec.name: None for spec in self.specs}, {"generator": result.error}
         if not (result.text or "").strip():
             return {spec.name: None for spec in self.specs}, {"answer": "empty"}
         signals = parse_answer(result.text, self.specs)
-        return signals, find_problems(signals, self.specs, title, self.exemplar_answers)
+        return signals, self.find_problems(signals, row)
 
 
 def _finished_row(signals: dict, problems: dict, status: str, detail: str | None, decoding: DecodingSettings,
@@ -100,16 +112,15 @@ def _finished_row(signals: dict, problems: dict, status: str, detail: str | None
     return row
 
 
-def _generate_rows(items: list[dict], generator: Generator, builder: PromptBuilder, decoding: DecodingSettings,
+def _generate_rows(items: list[dict], generator: Generator, judge: _RowJudge, decoding: DecodingSettings,
                    retry_decoding: DecodingSettings | None, progress) -> list[dict]:
-    """Generate, parse and validate the rows of ``items``; retry the invalid ones once with ``retry_decoding``."""
-    conversations = [builder.messages(item) for item in items]
-    titles = [clean_text(item.get("title")) for item in items]
-    judge = _RowJudge(builder)
-    results = generator.generate_rows(conversations, decoding, progress=progress, answer_signals=builder.signals)
+    """Generate the rows of ``items``, parsed and validated by ``judge``; retry the invalid ones once with
+    ``retry_decoding``."""
+    conversations = [judge.messages(item) for item in items]
+    results = generator.generate_rows(conversations, decoding, progress=progress, answer_signals=judge.specs)
     rows = []
-    for result, title in zip(results, titles):
-        signals, problems = judge.judge(result, title)
+    for result, item in zip(results, items):
+        signals, problems = judge.judge(result, item)
         status = "unavailable" if result.error is not None else "invalid" if problems else "ok"
         rows.append(_finished_row(signals, problems, status, None, decoding, result.text))
         rows[-1]["_problems"] = problems
@@ -117,11 +128,11 @@ def _generate_rows(items: list[dict], generator: Generator, builder: PromptBuild
     invalid = [index for index, row in enumerate(rows) if row["status"] == "invalid"]
     if invalid and retry_decoding is not None:
         retries = generator.generate_rows([conversations[index] for index in invalid], retry_decoding,
-                                          answer_signals=builder.signals)
+                                          answer_signals=judge.specs)
         for index, result in zip(invalid, retries):
             first_problems = rows[index]["_problems"]
             first_detail = "first answer: " + describe_problems(first_problems)
-            signals, problems = judge.judge(result, titles[index])
+            signals, problems = judge.judge(result, items[index])
             if result.error is not None:  # the retry is owed: not a final row, the next run asks again
                 rows[index] = _finished_row({}, {}, "unavailable", f"retry: generator: {result.error}; {first_detail}",
                                             retry_decoding, None)
@@ -138,11 +149,11 @@ def _row_key(run_fingerprint: str, prompt_key: str) -> str:
     return stable_hash([run_fingerprint, prompt_key], 32)
 
 
-def _generate_chunk(batch: dict, generator: Generator, builder: PromptBuilder, decoding: DecodingSettings,
+def _generate_chunk(batch: dict, generator: Generator, judge: _RowJudge, decoding: DecodingSettings,
                     retry_decoding: DecodingSettings | None, progress, cache: "RowCache | None",
                     run_fingerprint: str, counts: dict) -> dict:
     """The ``map`` function: cached rows from the cache, the others generated and cached as they finish."""
-    names = [spec.name for spec in builder.signals]
+    names = [spec.name for spec in judge.specs]
     size = len(batch["prompt_key"])
     items = [{key: batch[key][row] for key in batch} for row in range(size)]
     keys = [_row_key(run_fingerprint, prompt_key) for prompt_key in batch["prompt_key"]]
@@ -154,7 +165,7 @@ def _generate_chunk(batch: dict, generator: Generator, builder: PromptBuilder, d
     step = max(1, int(generator.batch_size))
     for start in range(0, len(pending), step):
         rows = pending[start : start + step]
-        finished = _generate_rows([items[row] for row in rows], generator, builder, decoding, retry_decoding,
+        finished = _generate_rows([items[row] for row in rows], generator, judge, decoding, retry_decoding,
                                   progress)
         counts["generated"] += len(rows)
         new = {keys[row]: result for row, result in zip(rows, finished)}
@@ -290,7 +301,7 @@ def enrich_items(
     })
     counts = {"items": len(rows), "prompts": len(work), "from_cache": 0, "generated": 0,
               "no_metadata": keys.count(None)}
-    results = _run_chunks(work, generator, builder, decoding, retry_decoding, run_fingerprint, cache_dir,
+    results = _run_chunks(work, generator, _RowJudge(builder), decoding, retry_decoding, run_fingerprint, cache_dir,
                           chunk_size, progress, counts)
     if report is not None:
         report.update(counts)
@@ -335,17 +346,19 @@ def process_state():
     return PartialState(cpu=not torch.cuda.is_available())
 
 
-def _run_chunks(work, generator, builder, decoding, retry_decoding, run_fingerprint, cache_dir, chunk_size,
-                progress, counts: dict) -> list[dict]:
+def _run_chunks(work, generator, judge: _RowJudge, decoding, retry_decoding, run_fingerprint, cache_dir, chunk_size,
+                progress, counts: dict, unit: str = "item", desc: str = "enrich") -> list[dict]:
+    """The rows of ``work`` (each with its ``prompt_key``), in order: chunks shared out over the processes, each
+    a ``datasets.map`` of :func:`_generate_chunk`, gathered on every process. ``unit`` and ``desc`` label the bar."""
     from accelerate.utils import gather_object
 
     state = process_state()
     chunks = [work[start : start + chunk_size] for start in range(0, len(work), chunk_size)]
     mine = [index for index in range(len(chunks)) if index % state.num_processes == state.process_index]
     cache = RowCache(cache_dir) if cache_dir is not None else None
-    features = _work_features([spec.name for spec in builder.signals])
+    features = _work_features([spec.name for spec in judge.specs])
     total = sum(len(chunks[index]) for index in mine)
-    bar = tqdm(total=total, unit="item", desc="enrich", disable=not progress or not state.is_local_main_process,
+    bar = tqdm(total=total, unit=unit, desc=desc, disable=not progress or not state.is_local_main_process,
                dynamic_ncols=True)
     produced: list[tuple[int, list[dict]]] = []
     try:
@@ -357,7 +370,7 @@ def _run_chunks(work, generator, builder, decoding, retry_decoding, run_fingerpr
                     _generate_chunk,
                     batched=True,
                     batch_size=len(chunk),
-                    fn_kwargs={"generator": generator, "builder": builder, "decoding": decoding,
+                    fn_kwargs={"generator": generator, "judge": judge, "decoding": decoding,
                                "retry_decoding": retry_decoding, "progress": bar, "cache": cache,
                                "run_fingerprint": run_fingerprint, "counts": counts},
                     remove_columns=source.column_names,

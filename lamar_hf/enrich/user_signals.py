@@ -40,15 +40,13 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 from datasets import Dataset, Features, List, Value
-from tqdm.auto import tqdm
 
 from .. import __version__
 from ..staging import recover_folder, staging_path, swap_in
 from .config import DEFAULT_DECODING, RETRY, DecodingSettings, SignalSpec, stable_hash
-from .generator import GeneratedText, Generator
-from .parsing import RULES_VERSION, describe_problems, find_problems, format_answer, parse_answer, words
-from .pipeline import PROVENANCE_COLUMNS, RowCache, _finished_row, _quiet_datasets, _row_key, _work_features
-from .pipeline import process_state
+from .generator import Generator
+from .parsing import RULES_VERSION, find_problems, format_answer, words
+from .pipeline import PROVENANCE_COLUMNS, _RowJudge, _run_chunks
 from .prompts import clean_text, cut_words
 
 logger = logging.getLogger(__name__)
@@ -230,67 +228,14 @@ def find_user_problems(signals: dict, specs: Sequence[SignalSpec], titles: Seque
     return problems
 
 
-def _judge(result: GeneratedText, builder: UserPromptBuilder, titles: Sequence[str]) -> tuple[dict, dict]:
-    if result.error is not None:
-        return {spec.name: None for spec in builder.signals}, {"generator": result.error}
-    if not (result.text or "").strip():
-        return {spec.name: None for spec in builder.signals}, {"answer": "empty"}
-    signals = parse_answer(result.text, builder.signals)
-    return signals, find_user_problems(signals, builder.signals, titles, builder.exemplar_answers(), builder.min_words)
+class _UserRowJudge(_RowJudge):
+    """The item pipeline's judge with the user rules: a work row holds the ``titles`` its prompt shows."""
 
+    def messages(self, row: dict) -> list[dict]:
+        return self.builder.messages(row["titles"])
 
-def _generate_user_rows(work: list[dict], generator: Generator, builder: UserPromptBuilder, decoding: DecodingSettings,
-                        retry_decoding: DecodingSettings | None, progress) -> list[dict]:
-    """Generate and validate the rows of ``work``; retry the invalid ones once (the rules of the item pipeline)."""
-    conversations = [builder.messages(row["titles"]) for row in work]
-    results = generator.generate_rows(conversations, decoding, progress=progress, answer_signals=builder.signals)
-    rows, first_problems = [], []
-    for result, row in zip(results, work):
-        signals, problems = _judge(result, builder, row["titles"])
-        status = "unavailable" if result.error is not None else "invalid" if problems else "ok"
-        rows.append(_finished_row(signals, problems, status, None, decoding, result.text))
-        first_problems.append(problems)
-    invalid = [index for index, row in enumerate(rows) if row["status"] == "invalid"]
-    if invalid and retry_decoding is not None:
-        retries = generator.generate_rows([conversations[index] for index in invalid], retry_decoding,
-                                          answer_signals=builder.signals)
-        for index, result in zip(invalid, retries):
-            first_detail = "first answer: " + describe_problems(first_problems[index])
-            signals, problems = _judge(result, builder, work[index]["titles"])
-            if result.error is not None:  # owed, not final: the next run asks again
-                rows[index] = _finished_row({}, {}, "unavailable", f"retry: generator: {result.error}; {first_detail}",
-                                            retry_decoding, None)
-            elif not problems:
-                rows[index] = _finished_row(signals, problems, "retried", first_detail, retry_decoding, result.text)
-            elif len(problems) <= len(first_problems[index]):
-                rows[index] = _finished_row(signals, problems, "invalid", None, retry_decoding, result.text)
-    return rows
-
-
-def _generate_user_chunk(batch: dict, generator, builder, decoding, retry_decoding, progress, cache, run_fingerprint,
-                         counts) -> dict:
-    """The ``map`` function: rows from the cache, the others generated (a generator batch at a time) and cached."""
-    size = len(batch["prompt_key"])
-    work = [{"prompt_key": batch["prompt_key"][row], "titles": batch["titles"][row]} for row in range(size)]
-    keys = [_row_key(run_fingerprint, row["prompt_key"]) for row in work]
-    done = cache.get(keys) if cache is not None else {}
-    counts["from_cache"] += len(done)
-    progress.update(len(done))
-    pending = [row for row in range(size) if keys[row] not in done]
-    step = max(1, int(generator.batch_size))
-    for start in range(0, len(pending), step):
-        rows = pending[start : start + step]
-        finished = _generate_user_rows([work[row] for row in rows], generator, builder, decoding, retry_decoding,
-                                       progress)
-        counts["generated"] += len(rows)
-        new = {keys[row]: result for row, result in zip(rows, finished)}
-        done.update(new)
-        if cache is not None:
-            cache.put({key: result for key, result in new.items() if result["status"] != "unavailable"})
-    out = {"prompt_key": batch["prompt_key"]}
-    for column in [*(spec.name for spec in builder.signals), "status", "status_detail", "decoding", "answer"]:
-        out[column] = [done[key].get(column) for key in keys]
-    return out
+    def find_problems(self, signals: dict, row: dict) -> dict[str, str]:
+        return find_user_problems(signals, self.specs, row["titles"], self.exemplar_answers, self.builder.min_words)
 
 
 def user_signal_features(signal_names: Sequence[str]) -> Features:
@@ -406,8 +351,9 @@ def enrich_users(
     })
     counts = {"users": len(histories), "prompts": len(work), "from_cache": 0, "generated": 0,
               "no_history": keys.count(None)}
-    by_key = _run_user_chunks(list(work.values()), generator, builder, decoding, retry_decoding, run_fingerprint,
-                              cache_dir, chunk_size, progress, counts)
+    rows = _run_chunks(list(work.values()), generator, _UserRowJudge(builder), decoding, retry_decoding,
+                       run_fingerprint, cache_dir, chunk_size, progress, counts, unit="user", desc="enrich users")
+    by_key = {row["prompt_key"]: row for row in rows}
     if report is not None:
         report.update(counts)
 
@@ -430,44 +376,6 @@ def enrich_users(
         if keep_answers:
             output["answer"].append(result["answer"] if result else None)
     return Dataset.from_dict(output, features=features)
-
-
-def _run_user_chunks(work, generator, builder, decoding, retry_decoding, run_fingerprint, cache_dir, chunk_size,
-                     progress, counts) -> dict[str, dict]:
-    """``{prompt_key: row}`` for ``work``: chunks shared out over the processes, each a ``datasets.map``, gathered."""
-    from accelerate.utils import gather_object
-
-    state = process_state()
-    chunks = [work[start : start + chunk_size] for start in range(0, len(work), chunk_size)]
-    mine = [index for index in range(len(chunks)) if index % state.num_processes == state.process_index]
-    cache = RowCache(cache_dir) if cache_dir is not None else None
-    features = _work_features([spec.name for spec in builder.signals])
-    bar = tqdm(total=sum(len(chunks[index]) for index in mine), unit="user", desc="enrich users",
-               disable=not progress or not state.is_local_main_process, dynamic_ncols=True)
-    produced = []
-    try:
-        with _quiet_datasets():
-            for index in mine:
-                source = Dataset.from_list(chunks[index])
-                result = source.map(
-                    _generate_user_chunk, batched=True, batch_size=len(chunks[index]),
-                    fn_kwargs={"generator": generator, "builder": builder, "decoding": decoding,
-                               "retry_decoding": retry_decoding, "progress": bar, "cache": cache,
-                               "run_fingerprint": run_fingerprint, "counts": counts},
-                    remove_columns=source.column_names, features=features,
-                    # Rows are cached one by one in the RowCache, not as a map cache file.
-                    new_fingerprint=stable_hash([run_fingerprint, [row["prompt_key"] for row in chunks[index]]], 32),
-                    keep_in_memory=True, load_from_cache_file=False,
-                )
-                produced.extend(result.to_list())
-    finally:
-        bar.close()
-        if cache is not None:
-            cache.close()
-    if state.num_processes > 1:
-        produced = gather_object(produced)
-    counts["unavailable"] = sum(row["status"] == "unavailable" for row in produced)
-    return {row["prompt_key"]: row for row in produced}
 
 
 STAGING_PREFIX = ".user_signals-"
