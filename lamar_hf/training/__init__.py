@@ -3,7 +3,16 @@
 
 from .arguments import ModelArguments, RecommenderTrainingArguments
 from .backbones import BACKBONES, Backbone, build_model, get_backbone, register_backbone
-from .data import NextItemCollator, RecommendationData, last_item_examples, next_item_prefixes, next_item_windows
+from .data import (
+    NextItemCollator,
+    RecommendationData,
+    UserEmbeddingCollator,
+    UserTextEmbeddings,
+    item_attribute_ids,
+    last_item_examples,
+    next_item_prefixes,
+    next_item_windows,
+)
 from .trainer import (
     RankingMetrics,
     TrainingResult,
@@ -22,9 +31,12 @@ __all__ = [
     "RecommendationData",
     "RecommenderTrainingArguments",
     "TrainingResult",
+    "UserEmbeddingCollator",
+    "UserTextEmbeddings",
     "build_model",
     "evaluate_recommender",
     "get_backbone",
+    "item_attribute_ids",
     "last_item_examples",
     "next_item_prefixes",
     "next_item_windows",
