@@ -333,3 +333,32 @@ def test_evaluation_fuses_the_item_table_once_and_ranks_as_score_does(backbone):
     assert "forward" not in vars(model.item_table)  # the item table's own forward is back
     by_hand = ranking_metrics(target_ranks(model.score(histories["test"]), torch.tensor(targets["test"])).numpy(), (10, 20))
     assert {name: evaluated[name] for name in by_hand} == pytest.approx(by_hand)
+
+
+@pytest.mark.parametrize("negative_sharing", ["position", "sequence", "batch"])
+@pytest.mark.parametrize("backbone", BACKBONES)
+def test_fusing_the_rows_read_or_the_whole_table_gives_the_same_loss_and_gradients(backbone, negative_sharing):
+    """A sampled loss fuses only the item rows it reads while they are fewer than the table's, else the whole table
+    once: the same figures either way."""
+    no_dropout = {"hidden_dropout_prob": 0.0} | ({} if backbone.name == "gru4rec" else {"attention_dropout_prob": 0.0})
+    model = sampled_model(backbone, loss_type="sampled_softmax", negative_sharing=negative_sharing,
+                          **battery.fusion_settings("gate"), **no_dropout)
+    model.train()
+    input_ids, labels = next_item_labels(random_sequences(4, seed=3))
+    results = {}
+    for rows_only in (True, False):
+        model._fuses_only_the_rows_read = lambda *args, rows_only=rows_only: rows_only
+        model.zero_grad()
+        torch.manual_seed(7)
+        loss = model(input_ids, labels=labels).loss
+        loss.backward()
+        results[rows_only] = (loss.detach(), [p.grad.clone() for p in model.parameters() if p.grad is not None])
+    torch.testing.assert_close(results[True][0], results[False][0])
+    assert len(results[True][1]) == len(results[False][1]) > 0
+    for rows_grad, table_grad in zip(results[True][1], results[False][1]):
+        torch.testing.assert_close(rows_grad, table_grad)
+    del model._fuses_only_the_rows_read
+    assert model._fuses_only_the_rows_read(torch.ones(1, 1, dtype=torch.long), labels[:1, :1])  # 22 rows < 51
+    assert not model._fuses_only_the_rows_read(input_ids, labels)  # more rows read than the table holds
+    model.eval()
+    assert not model._fuses_only_the_rows_read(torch.ones(1, 1, dtype=torch.long), labels[:1, :1])

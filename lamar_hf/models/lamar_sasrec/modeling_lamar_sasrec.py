@@ -347,9 +347,7 @@ class LamarSASRecModel(LamarSASRecPreTrainedModel):
         if (real[:, 1:] > real[:, :-1]).any():
             raise ValueError("input_ids must be right-padded: padding (item 0) may only follow the real items")
         user_token = self._user_token(user_embeddings, input_ids.shape[0])
-        # A sampled loss in training scores only a few items: fuse only the rows it reads, not the whole table.
-        sampled_training = self.training and labels is not None and self.config.loss_type != "ce"
-        item_table = None if sampled_training else self.item_table()
+        item_table = None if self._fuses_only_the_rows_read(input_ids, labels) else self.item_table()
         item_rows = self.item_table if item_table is None else item_table.__getitem__
         positions = torch.arange(input_ids.shape[1], device=input_ids.device)
         embedded = item_rows(input_ids) + self.position_embeddings(positions)
@@ -422,6 +420,15 @@ class LamarSASRecModel(LamarSASRecPreTrainedModel):
         """``[len(rows), length]``: for each scored position, the items read up to and including it (0 after it)."""
         after = torch.arange(input_ids.shape[1], device=input_ids.device) > positions[:, None]
         return input_ids[rows].masked_fill(after, 0)
+
+    def _fuses_only_the_rows_read(self, input_ids, labels) -> bool:
+        """Whether a training step of a sampled loss fuses only the item rows it reads (inputs, targets, negatives)
+        rather than the whole table once: only while those rows are fewer than the table's (negatives drawn per
+        position or per sequence soon outnumber the items, and fusing each drawn row would cost more)."""
+        if not (self.training and labels is not None and self.config.loss_type != "ce"):
+            return False
+        draws = {"batch": 1, "sequence": input_ids.shape[0]}.get(self.config.negative_sharing, input_ids.numel())
+        return 2 * input_ids.numel() + draws * self.config.num_negatives < self.config.num_items + 1
 
     def _sampled_loss(self, queries, targets, item_rows, query_rows, score_shift=None) -> torch.Tensor:
         """The ``config.loss_type`` loss of each query's target against drawn negatives (a draw may hit the target;
