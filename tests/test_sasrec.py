@@ -288,3 +288,23 @@ def test_config_and_text_embeddings_are_checked():
         model.set_text_embeddings({"scenario": torch.zeros(NUM_ITEMS, TEXT_DIM), "metadata": torch.zeros(NUM_ITEMS, TEXT_DIM)})
     with pytest.raises(ValueError, match="uses no text embeddings"):
         LamarSASRecModel(tester.get_config("none")).set_text_embeddings(tester.text_embeddings())
+
+
+def test_repeat_bias_ranks_the_same_without_gradients_for_histories_with_repeats():
+    """Ranking (no gradients) shifts the history in place; training builds a mask: both give the same scores, and an
+    item read twice is shifted once."""
+    model = tester.get_model(repeat_bias=True).eval()
+    with torch.no_grad():
+        model.repeat_score.fill_(-2.5)
+    input_ids = torch.tensor([[3, 5, 3, 3, 0, 0], [7, 2, 7, 9, 2, 4]])  # right padding, items read two and three times
+    with_gradients = model(input_ids).logits
+    with torch.no_grad():
+        without = model(input_ids).logits
+    torch.testing.assert_close(without, with_gradients.detach())
+    with torch.no_grad():
+        model.repeat_score.zero_()
+        neutral = model(input_ids).logits
+    shift = (without - neutral)[:, 1:]
+    assert sorted((shift[0] != 0).nonzero().flatten().add(1).tolist()) == [3, 5]
+    torch.testing.assert_close(shift[0, 2], torch.tensor(-2.5))
+    assert sorted((shift[1] != 0).nonzero().flatten().add(1).tolist()) == [2, 4, 7, 9]

@@ -386,9 +386,11 @@ class LamarSASRecModel(LamarSASRecPreTrainedModel):
             loss = self._sampled_loss(queries, targets, item_rows, rows, repeat_shift)
         if not (self.training and loss is not None):
             logits = queries @ item_table.T
-            if history is not None:
+            if history is not None and torch.is_grad_enabled():  # an item read twice still gets one shift's gradient
                 in_history = torch.zeros_like(logits, dtype=torch.bool).scatter_(1, history, True)
                 logits = logits + self.repeat_score * in_history
+            elif history is not None:  # ranking: in place, no [rows, items] mask (a third of a full-ranking pass)
+                logits.scatter_(1, history, logits.gather(1, history) + self.repeat_score)
             logits[:, 0] = float("-inf")  # padding is never recommended
             if targets is not None and loss is None:
                 loss = F.cross_entropy(logits, targets)
