@@ -35,3 +35,26 @@ def test_beauty_signals_cover_every_item_with_generated_text_only(version):
     else:
         assert len(adapters) == 1 and "adapter-beauty" in adapters.pop()
         assert provenance["generator"]["adapter"] and provenance["prompt"]["exemplars"] == []
+
+
+def test_beauty_v1_attribute_ids_extend_v1_with_one_cluster_id_per_usable_signal():
+    """``lamar attributes --signals amazon_beauty-v1.parquet --clusters 64`` (the ``attributes`` variant's input):
+    v1's rows unchanged, plus ``<kind>_cluster`` ids 1..64 for each usable signal and 0 for each failed item."""
+    path = RESOURCES / "amazon_beauty-v1-attributes.parquet"
+    table = pq.read_table(path)
+    assert not UPSTREAM_TEXT & set(table.column_names), "no upstream metadata text may be committed"
+    rows = {row["item_id"]: row for row in table.to_pylist()}
+    v1 = {row["item_id"]: row for row in pq.read_table(RESOURCES / "amazon_beauty-v1.parquet").to_pylist()}
+    assert sorted(rows) == sorted(v1) == list(range(1, BEAUTY_ITEMS + 1))
+    provenance = json.loads(path.with_name("amazon_beauty-v1-attributes.attributes.json").read_text())
+    assert provenance["requested_clusters"] == 64
+    for kind in SIGNALS:
+        column = f"{kind}_cluster"
+        assert provenance["kinds"][kind]["column"] == column
+        for item, row in rows.items():
+            assert row[kind] == v1[item][kind] and row["status"] == v1[item]["status"], item
+            usable = row["status"] != "failed"
+            assert (1 <= row[column] <= 64) if usable else row[column] == 0, (item, kind, row[column])
+        sizes = Counter(row[column] for row in rows.values() if row[column])
+        assert sizes == {int(cluster): size for cluster, size in provenance["kinds"][kind]["sizes"].items()}
+        assert provenance["kinds"][kind]["unusable_rows"] == sum(row["status"] == "failed" for row in rows.values())
