@@ -39,8 +39,8 @@ Writes ``benchmarks/results/<dataset>/<experiment>.{json,md,png}``.
 Variants (what a model reads besides the item ids; see :data:`VARIANTS`): ``id-only``; item texts fused by the
 setting's ``fusion`` (default ``add``): ``metadata``, ``signals`` (scenario, intent, topic), ``signals+metadata``, and
 one signal kind alone, ``scenario``, ``intent``, ``topic``; ``attributes``, the three kinds' attribute ids learned as
-item attributes; ``user-signals``, one user token of the user's training-history signal. The fusion operators are
-settings (``fusion: gate``). How a setting applies to a variant:
+item attributes, and ``metadata+attributes``, those ids beside the fused metadata text; ``user-signals``, one user
+token of the user's training-history signal. The fusion operators are settings (``fusion: gate``). How a setting applies to a variant:
 
 - a variant without item texts (``id-only``, ``attributes``, ``user-signals``) ignores ``fusion`` and
   ``semantic_dims``: its runs leave them out of their setting, so a setting that differs from an earlier one only by
@@ -107,6 +107,8 @@ VARIANTS = {
     "signals": Variant(SIGNALS),
     "signals+metadata": Variant(SIGNALS, True),
     "attributes": Variant(attributes=SIGNALS),
+    # Whether the signals add to the metadata text what it lacks, as learned attribute ids rather than more text.
+    "metadata+attributes": Variant(use_metadata=True, attributes=SIGNALS),
     "user-signals": Variant(user_signals=True),
     **{kind: Variant((kind,)) for kind in SIGNALS},
 }

@@ -292,3 +292,30 @@ def test_a_variant_without_its_inputs_or_a_text_variant_with_fusion_none_stops_t
     UserTextEmbeddings([1], torch.ones(1, 4)).save(inputs / experiment.USER_EMBEDDINGS_FILE)
     assert "carries no user ids (written by an older prepare)" in refused(["user-signals"])
     assert not (tmp_path / "runs").exists()
+
+
+def test_metadata_with_signal_attributes_trains_on_both_and_records_them(tmp_path):
+    """``metadata+attributes``: the fused metadata text and the signal attribute ids in one model, end to end."""
+    import numpy as np
+    from safetensors.torch import save_file
+
+    from lamar_hf.text_embeddings import save_text_embeddings
+
+    inputs = save_inputs(tmp_path / "inputs")
+    num_items = RecommendationData.load(inputs / experiment.SEQUENCES_FILE).num_items
+    rng = np.random.default_rng(0)
+    save_text_embeddings(inputs / experiment.TEXTS_FILE, {"metadata": rng.normal(size=(num_items + 1, 384))})
+    save_file({kind: torch.arange(num_items + 1, dtype=torch.int64) % 4 for kind in experiment.SIGNALS},
+              str(inputs / experiment.ATTRIBUTES_FILE))
+    grid = write_grid(tmp_path / "both.json", variants=["metadata+attributes"], seeds=[0],
+                      base={"hidden_size": 16, "num_train_epochs": 1, "loss_type": "ce"},
+                      settings=[{"name": "init", "fusion": "init"}])
+    done = run_experiment("run", "--config", str(grid), "--inputs", str(inputs), "--work", str(tmp_path / "runs"),
+                          "--results_dir", str(tmp_path / "results"))
+    assert done.returncode == 0, done.stderr
+    [record] = experiment.read_records([tmp_path / "runs"])
+    assert record["variant"] == "metadata+attributes" and record["setting"]["fusion"] == "init"
+    assert record["result"]["text_kinds"] == ["metadata"]
+    assert record["result"]["attribute_kinds"] == list(experiment.SIGNALS)
+    assert record["result"]["attribute_vocab_sizes"] == [3, 3, 3]
+    assert record["attributes"].startswith("sha256:") and record["texts"].startswith("sha256:")
