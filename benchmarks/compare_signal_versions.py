@@ -5,8 +5,9 @@ recommender was trained on, its gain against signal quality::
     .venv/bin/python benchmarks/compare_signal_versions.py \\
         --version v1=lamar_hf/resources/signals/amazon_beauty-v1.parquet \\
         --version v2=lamar_hf/resources/signals/amazon_beauty-v2.parquet --items outputs/beauty \\
-        --gain v1=benchmarks/results/amazon_beauty/beauty_sasrec_v1_variants.json \\
-        --baseline benchmarks/results/amazon_beauty/beauty_sasrec_id_only.json
+        --gain v1=benchmarks/results/amazon_beauty/beauty_sasrec_study.json \\
+        --gain v2=benchmarks/results/amazon_beauty/beauty_sasrec_v2_variants.json \\
+        --baseline benchmarks/results/amazon_beauty/beauty_sasrec_study.json
 
 Per version: status counts and validity, and per signal distinct-1/2, novelty against the item's own metadata, mean
 pairwise MiniLM similarity (a 2,000-phrase sample, lower is more diverse), mean words, and copies as
@@ -43,7 +44,7 @@ RESULTS = ROOT / "benchmarks" / "results"
 SIGNALS = ("scenario", "intent", "topic")
 PER_SIGNAL = ("distinct_1", "distinct_2", "novelty_2", "mean_pairwise_similarity", "mean_words")
 # The variants of benchmarks/experiment.py that read this version's signal texts of every kind.
-SIGNAL_VARIANTS = ("signals", "signals+metadata")
+SIGNAL_VARIANTS = ("signals", "signals+metadata", "attributes", "metadata+attributes")
 # A variant that reads no signals, shown beside them for reference (the item's metadata text alone).
 REFERENCE_VARIANTS = ("metadata",)
 BASELINE_VARIANT = "id-only"
@@ -198,7 +199,7 @@ def gain_chart(versions: dict[str, dict], gains: list[dict], path: Path, referen
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    markers = {variant: marker for variant, marker in zip(SIGNAL_VARIANTS, "os")}
+    markers = {variant: marker for variant, marker in zip(SIGNAL_VARIANTS, "os^D")}
     colours = {name: f"C{index}" for index, name in enumerate(versions)}
     several_backbones = len({gain["backbone"] for gain in [*gains, *references]}) > 1
     without = [name for name in versions if name not in {gain["version"] for gain in gains}]

@@ -15,7 +15,7 @@ def add_parser(subparsers) -> None:
         help="write report.html (self-contained) and report.md: statistics, example signals, analysis, comparison",
         example="lamar report --dataset outputs/beauty --analysis outputs/analysis "
         "--model id-only=outputs/sasrec-id --model signals=outputs/sasrec-signals "
-        "--experiment benchmarks/results/amazon_beauty/beauty_sasrec_v1_variants.json --out outputs/report",
+        "--experiment benchmarks/results/amazon_beauty/beauty_sasrec_study.json --out outputs/report",
         run=run,
     )
     parser.add_argument("--dataset", required=True, type=Path, help="a prepared benchmark folder (with signals/)")
