@@ -183,7 +183,7 @@ def main() -> None:
         "id-per-sequence": ModelArguments(**BASELINE, negative_sharing="sequence"),
         "id-per-batch": ModelArguments(**BASELINE, negative_sharing="batch"),
         "id-per-sequence-256": ModelArguments(**(BASELINE | {"hidden_size": 256}), negative_sharing="sequence"),
-        # The validation-chosen Beauty SASRec of benchmarks/results/amazon_beauty/beauty_sasrec_id_only.md.
+        # The validation-chosen Beauty SASRec of benchmarks/results/amazon_beauty/beauty_sasrec_study.md.
         "id-per-sequence-repeat": ModelArguments(**BASELINE, negative_sharing="sequence", repeat_bias=True),
         "signals+metadata": ModelArguments(**BASELINE, signals="scenario,intent,topic", use_metadata=True, fusion="add"),
     }
