@@ -40,7 +40,8 @@ Variants (what a model reads besides the item ids; see :data:`VARIANTS`): ``id-o
 setting's ``fusion`` (default ``add``): ``metadata``, ``signals`` (scenario, intent, topic), ``signals+metadata``, and
 one signal kind alone, ``scenario``, ``intent``, ``topic``; ``attributes``, the three kinds' attribute ids learned as
 item attributes, and ``metadata+attributes``, those ids beside the fused metadata text; ``user-signals``, one user
-token of the user's training-history signal. The fusion operators are settings (``fusion: gate``). How a setting applies to a variant:
+token of the user's training-history signal. The fusion operators are settings (``fusion: gate``). How a setting
+applies to a variant:
 
 - a variant without item texts (``id-only``, ``attributes``, ``user-signals``) ignores ``fusion`` and
   ``semantic_dims``: its runs leave them out of their setting, so a setting that differs from an earlier one only by
