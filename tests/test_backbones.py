@@ -161,12 +161,14 @@ def test_copied_code_matches_sasrec(relative):
 # ----------------------------------------------------------------------------------- backbone-specific arguments
 
 FOREIGN_VALUES = {"norm_first": False, "repeat_bias": True, "mask_prob": 0.3, "attention_dropout_prob": 0.1,
+                  "item_dropout_prob": 0.2,
                   "gru_hidden_size": 32}
 
 
 @pytest.mark.parametrize(("backbone", "argument"), [
     ("gru4rec", "norm_first"), ("bert4rec", "norm_first"), ("sasrec", "mask_prob"), ("sasrec", "gru_hidden_size"),
-    ("gru4rec", "attention_dropout_prob"), ("bert4rec", "repeat_bias"),
+    ("gru4rec", "attention_dropout_prob"), ("bert4rec", "repeat_bias"), ("gru4rec", "item_dropout_prob"),
+    ("bert4rec", "item_dropout_prob"),
 ])
 def test_an_argument_of_another_backbone_is_refused(backbone, argument):
     args = ModelArguments(backbone=backbone, **{argument: FOREIGN_VALUES[argument]})

@@ -308,3 +308,27 @@ def test_repeat_bias_ranks_the_same_without_gradients_for_histories_with_repeats
     assert sorted((shift[0] != 0).nonzero().flatten().add(1).tolist()) == [3, 5]
     torch.testing.assert_close(shift[0, 2], torch.tensor(-2.5))
     assert sorted((shift[1] != 0).nonzero().flatten().add(1).tolist()) == [2, 4, 7, 9]
+
+
+@pytest.mark.parametrize(("loss_type", "negative_sharing"), [("ce", "position"), ("sampled_softmax", "position"),
+                                                             ("sampled_softmax", "sequence")])
+def test_item_dropout_acts_only_while_training(loss_type, negative_sharing):
+    settings = dict(loss_type=loss_type, num_negatives=4, negative_sharing=negative_sharing, hidden_dropout_prob=0.0,
+                    attention_dropout_prob=0.0)
+    plain = tester.get_model(**settings)
+    dropped = tester.get_model(item_dropout_prob=0.5, **settings)
+    dropped.load_state_dict(plain.state_dict())
+    input_ids, labels = tester.batch()
+
+    def training_loss(model):
+        torch.manual_seed(1)
+        return model.train()(input_ids, labels=labels).loss
+
+    assert torch.equal(training_loss(plain), training_loss(plain))  # nothing else is random but the negatives
+    assert not torch.allclose(training_loss(dropped), training_loss(plain))
+    training_loss(dropped).backward()
+    assert dropped.item_table.item_embeddings.weight.grad.abs().sum() > 0
+    plain.eval(), dropped.eval()
+    torch.testing.assert_close(dropped(input_ids, labels=labels).logits, plain(input_ids, labels=labels).logits)
+    with pytest.raises(ValueError, match="item_dropout_prob"):
+        tester.get_config(item_dropout_prob=1.0)

@@ -35,6 +35,11 @@ class ModelArguments:
     attention_dropout_prob: float | None = field(
         default=None, metadata={"help": "Dropout on attention weights (default: sasrec 0.5, bert4rec 0.2)."}
     )
+    item_dropout_prob: float | None = field(
+        default=None,
+        metadata={"help": "sasrec: dropout on the item-table rows a training step reads and scores, as RecTools' "
+                  "item-net dropout (default 0: none)."},
+    )
     norm_first: bool | None = field(
         default=None,
         metadata={"help": "sasrec: pre-norm blocks (default true); false: post-norm blocks after a layer norm on the "

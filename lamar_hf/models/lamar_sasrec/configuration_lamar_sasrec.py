@@ -27,6 +27,9 @@ class LamarSASRecConfig(PretrainedConfig):
         max_history_length: longest history the model reads; longer ones keep their most recent items.
         hidden_dropout_prob: dropout on embeddings and on every block's outputs.
         attention_dropout_prob: dropout on attention weights.
+        item_dropout_prob: dropout on the item-table rows a training step reads, on the input side and on the scored
+            side (targets, negatives, or the whole table for ``"ce"``), as RecTools' item-net dropout; regularises
+            the item table, which holds most of the parameters. 0 (default): none.
         layer_norm_eps: epsilon of the layer norms.
         norm_first: pre-norm blocks with a final layer norm (default, as in the original SASRec code), or, with
             ``False``, post-norm blocks after a layer norm on the input embeddings (as in RecBole's SASRec).
@@ -104,6 +107,7 @@ class LamarSASRecConfig(PretrainedConfig):
         max_history_length: int = 50,
         hidden_dropout_prob: float = 0.5,
         attention_dropout_prob: float = 0.5,
+        item_dropout_prob: float = 0.0,
         layer_norm_eps: float = 1e-8,
         norm_first: bool = True,
         initializer_range: float = 0.02,
@@ -175,6 +179,8 @@ class LamarSASRecConfig(PretrainedConfig):
             raise ValueError(
                 f"user_text_embedding_dim must be a non-negative integer (0: no user token), got {user_text_embedding_dim!r}"
             )
+        if not 0 <= item_dropout_prob < 1:
+            raise ValueError(f"item_dropout_prob must be in [0, 1), got {item_dropout_prob}")
         if hidden_size % num_attention_heads:
             raise ValueError(f"hidden_size {hidden_size} is not a multiple of num_attention_heads {num_attention_heads}")
         self.num_items = num_items
@@ -185,6 +191,7 @@ class LamarSASRecConfig(PretrainedConfig):
         self.max_history_length = max_history_length
         self.hidden_dropout_prob = hidden_dropout_prob
         self.attention_dropout_prob = attention_dropout_prob
+        self.item_dropout_prob = item_dropout_prob
         self.layer_norm_eps = layer_norm_eps
         self.norm_first = norm_first
         self.initializer_range = initializer_range

@@ -229,6 +229,7 @@ class LamarSASRecModel(LamarSASRecPreTrainedModel):
             self.register_buffer("item_counts", torch.zeros(config.num_items + 1), persistent=True)
         self.position_embeddings = nn.Embedding(config.max_history_length, config.hidden_size)
         self.dropout = nn.Dropout(config.hidden_dropout_prob)
+        self.item_dropout = nn.Dropout(config.item_dropout_prob)
         self.layers = nn.ModuleList(LamarSASRecLayer(config) for _ in range(config.num_hidden_layers))
         # Pre-norm blocks end with a layer norm; post-norm blocks start from a normalised input instead.
         self.input_norm = nn.Identity() if config.norm_first else nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
@@ -348,7 +349,11 @@ class LamarSASRecModel(LamarSASRecPreTrainedModel):
             raise ValueError("input_ids must be right-padded: padding (item 0) may only follow the real items")
         user_token = self._user_token(user_embeddings, input_ids.shape[0])
         item_table = None if self._fuses_only_the_rows_read(input_ids, labels) else self.item_table()
-        item_rows = self.item_table if item_table is None else item_table.__getitem__
+        if item_table is not None:
+            item_table = self.item_dropout(item_table)  # the identity unless training with item_dropout_prob
+            item_rows = item_table.__getitem__
+        else:
+            item_rows = self._dropped_item_rows
         positions = torch.arange(input_ids.shape[1], device=input_ids.device)
         embedded = item_rows(input_ids) + self.position_embeddings(positions)
         if user_token is not None:  # every item position attends to it; it attends to none
@@ -422,6 +427,10 @@ class LamarSASRecModel(LamarSASRecPreTrainedModel):
         """``[len(rows), length]``: for each scored position, the items read up to and including it (0 after it)."""
         after = torch.arange(input_ids.shape[1], device=input_ids.device) > positions[:, None]
         return input_ids[rows].masked_fill(after, 0)
+
+    def _dropped_item_rows(self, ids: torch.Tensor) -> torch.Tensor:
+        """The item-table rows of ``ids``, each with a dropout mask of its own while training."""
+        return self.item_dropout(self.item_table(ids))
 
     def _fuses_only_the_rows_read(self, input_ids, labels) -> bool:
         """Whether a training step of a sampled loss fuses only the item rows it reads (inputs, targets, negatives)
