@@ -66,7 +66,7 @@ def test_output_shapes(fusion):
 
 
 @pytest.mark.parametrize("norm_first", (True, False))
-def test_causal_masking_later_items_do_not_change_earlier_outputs(norm_first):
+def test_causal_masking_later_items_do_not_change_earlier_outputs(norm_first):  # positions from the start
     model = tester.get_model("gate", norm_first=norm_first).eval()
     first = torch.tensor([[5, 6, 7, 8, 9, 10]])
     second = torch.tensor([[5, 6, 7, 8, 30, 40]])  # differs from position 4 on
@@ -86,7 +86,9 @@ def test_padding_does_not_change_scores():
 @pytest.mark.parametrize(("fusion", "norm_first", "repeat_bias"),
                          [(fusion, True, False) for fusion in FUSIONS] + [("gate", False, False), ("add", True, True)])
 def test_loss_falls_and_every_trainable_parameter_changes(fusion, norm_first, repeat_bias):
-    model = tester.get_model(fusion, norm_first=norm_first, repeat_bias=repeat_bias)
+    # the last case also reads positions from the end and drops out item rows
+    rectools_style = dict(position_order="from_end", item_dropout_prob=0.1) if repeat_bias else {}
+    model = tester.get_model(fusion, norm_first=norm_first, repeat_bias=repeat_bias, **rectools_style)
     assert (model.repeat_score is not None) is repeat_bias
     # pre-norm blocks end with a layer norm; post-norm blocks start with one on the input embeddings
     assert isinstance(model.final_norm if norm_first else model.input_norm, torch.nn.LayerNorm)
@@ -172,7 +174,8 @@ def test_repeat_bias_covers_only_the_items_read_so_far():
 
 @pytest.mark.parametrize(("norm_first", "repeat_bias"), [(True, False), (False, False), (True, True)])
 def test_save_and_load_give_identical_scores(tmp_path, norm_first, repeat_bias):
-    model = tester.get_model("gate", norm_first=norm_first, repeat_bias=repeat_bias).eval()
+    positions = {"position_order": "from_end"} if repeat_bias else {}
+    model = tester.get_model("gate", norm_first=norm_first, repeat_bias=repeat_bias, **positions).eval()
     if repeat_bias:
         with torch.no_grad():
             model.repeat_score.fill_(-0.75)
@@ -332,3 +335,19 @@ def test_item_dropout_acts_only_while_training(loss_type, negative_sharing):
     torch.testing.assert_close(dropped(input_ids, labels=labels).logits, plain(input_ids, labels=labels).logits)
     with pytest.raises(ValueError, match="item_dropout_prob"):
         tester.get_config(item_dropout_prob=1.0)
+
+
+def test_positions_from_the_end_give_every_last_item_position_zero():
+    model = tester.get_model(position_order="from_end").eval()
+    read = []
+    model.position_embeddings.register_forward_hook(lambda module, inputs, output: read.append(inputs[0]))
+    input_ids, labels = tester.batch()
+    model(input_ids, labels=labels)
+    assert read[-1].tolist() == [[4, 3, 2, 1, 0, 0, 0, 0], [7, 6, 5, 4, 3, 2, 1, 0]]
+    # a history scores the same alone as in a batch beside a longer one, padded
+    alone = model.score([[10, 11, 12]])
+    batched = model.score([[10, 11, 12], [1, 2, 3, 4, 5, 6]])
+    torch.testing.assert_close(batched[:1], alone)
+    assert not torch.allclose(alone, tester.get_model(position_order="from_start").eval().score([[10, 11, 12]]))
+    with pytest.raises(ValueError, match="position_order"):
+        tester.get_config(position_order="backwards")

@@ -35,6 +35,11 @@ class ModelArguments:
     attention_dropout_prob: float | None = field(
         default=None, metadata={"help": "Dropout on attention weights (default: sasrec 0.5, bert4rec 0.2)."}
     )
+    position_order: str | None = field(
+        default=None,
+        metadata={"help": "sasrec: 'from_start' (default: the oldest item is position 0) or 'from_end' (the most recent "
+                  "is, as RecTools' inverse positions)."},
+    )
     item_dropout_prob: float | None = field(
         default=None,
         metadata={"help": "sasrec: dropout on the item-table rows a training step reads and scores, as RecTools' "

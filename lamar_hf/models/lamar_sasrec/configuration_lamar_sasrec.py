@@ -6,6 +6,7 @@ FUSION_MODES = ("none", "add", "concat", "gate", "init", "semantic_nullspace", "
 LOSS_TYPES = ("ce", "bce", "sampled_softmax", "gbce")
 NEGATIVE_SAMPLING = ("uniform", "popularity")
 NEGATIVE_SHARING = ("position", "sequence", "batch")
+POSITION_ORDERS = ("from_start", "from_end")
 
 
 class LamarSASRecConfig(PretrainedConfig):
@@ -25,6 +26,11 @@ class LamarSASRecConfig(PretrainedConfig):
         num_attention_heads: attention heads per block (must divide ``hidden_size``).
         intermediate_size: width of the position-wise feed-forward layer.
         max_history_length: longest history the model reads; longer ones keep their most recent items.
+        position_order: how the learned position embeddings count: ``"from_start"`` (default; the oldest item is
+            position 0, so a position never depends on later items) or ``"from_end"`` (the most recent item is
+            position 0, so every history's last item, the one recommendations are made from, has the same
+            position; RecTools' inverse positions). With ``"from_end"`` the positions of a training sequence tell
+            each position how many items follow it (not which).
         hidden_dropout_prob: dropout on embeddings and on every block's outputs.
         attention_dropout_prob: dropout on attention weights.
         item_dropout_prob: dropout on the item-table rows a training step reads, on the input side and on the scored
@@ -105,6 +111,7 @@ class LamarSASRecConfig(PretrainedConfig):
         num_attention_heads: int = 2,
         intermediate_size: int = 256,
         max_history_length: int = 50,
+        position_order: str = "from_start",
         hidden_dropout_prob: float = 0.5,
         attention_dropout_prob: float = 0.5,
         item_dropout_prob: float = 0.0,
@@ -179,6 +186,8 @@ class LamarSASRecConfig(PretrainedConfig):
             raise ValueError(
                 f"user_text_embedding_dim must be a non-negative integer (0: no user token), got {user_text_embedding_dim!r}"
             )
+        if position_order not in POSITION_ORDERS:
+            raise ValueError(f"position_order must be one of {POSITION_ORDERS}, got {position_order!r}")
         if not 0 <= item_dropout_prob < 1:
             raise ValueError(f"item_dropout_prob must be in [0, 1), got {item_dropout_prob}")
         if hidden_size % num_attention_heads:
@@ -189,6 +198,7 @@ class LamarSASRecConfig(PretrainedConfig):
         self.num_attention_heads = num_attention_heads
         self.intermediate_size = intermediate_size
         self.max_history_length = max_history_length
+        self.position_order = position_order
         self.hidden_dropout_prob = hidden_dropout_prob
         self.attention_dropout_prob = attention_dropout_prob
         self.item_dropout_prob = item_dropout_prob

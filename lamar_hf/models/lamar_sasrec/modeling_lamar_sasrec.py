@@ -355,6 +355,8 @@ class LamarSASRecModel(LamarSASRecPreTrainedModel):
         else:
             item_rows = self._dropped_item_rows
         positions = torch.arange(input_ids.shape[1], device=input_ids.device)
+        if self.config.position_order == "from_end":  # the last real item is 0; padding (after it) clamps to 0
+            positions = (real.sum(dim=1, keepdim=True) - 1 - positions).clamp(min=0)
         embedded = item_rows(input_ids) + self.position_embeddings(positions)
         if user_token is not None:  # every item position attends to it; it attends to none
             user_token = user_token + self.user_position_embedding.weight[0]
