@@ -124,7 +124,8 @@ def time_variant(data, name: str, model_args, epochs: int, repeats: int, batch_s
         evaluation_cpu.append(time.process_time() - cpu_started)
     return {
         "variant": name,
-        "settings": {key: getattr(model_args, key) for key in (*BASELINE, "negative_sharing", "negative_sampling", "repeat_bias")},
+        "settings": {key: getattr(model_args, key) for key in (*BASELINE, "negative_sharing", "negative_sampling", "repeat_bias",
+                                                                "item_dropout_prob", "position_order")},
         "text_kinds": model_args.text_kinds(),
         "fusion": model.config.fusion,
         "training_windows": len(windows),
@@ -160,8 +161,9 @@ def main() -> None:
     parser.add_argument("--eval-batch-size", type=int, default=256, help="users per full-ranking batch")
     parser.add_argument("--variants", default="id,id-per-sequence,id-per-batch",
                         help="id (negatives per position), id-per-sequence, id-per-batch (one negative draw per sequence or "
-                        "per batch), id-per-sequence-256 (hidden 256), id-per-sequence-repeat (with the learned repeat score) and/or "
-                        "signals+metadata")
+                        "per batch), id-per-sequence-256 (hidden 256), id-per-sequence-repeat (with the learned repeat score), "
+                        "id-per-sequence-repeat-item-dropout(-from-end) (and item dropout 0.2, positions from the end) "
+                        "and/or signals+metadata")
     parser.add_argument("--threads", type=int, default=1,
                         help="torch threads (default 1: where other processes share the cores, a second thread "
                         "slowed an epoch from 3 s to over 100 s on a 2-core machine; 0: torch's own choice)")
@@ -185,6 +187,12 @@ def main() -> None:
         "id-per-sequence-256": ModelArguments(**(BASELINE | {"hidden_size": 256}), negative_sharing="sequence"),
         # The validation-chosen Beauty SASRec of benchmarks/results/amazon_beauty/beauty_sasrec_study.md.
         "id-per-sequence-repeat": ModelArguments(**BASELINE, negative_sharing="sequence", repeat_bias=True),
+        # RecTools' item-net dropout, and with it RecTools' positions counted from the most recent item.
+        "id-per-sequence-repeat-item-dropout": ModelArguments(**BASELINE, negative_sharing="sequence", repeat_bias=True,
+                                                              item_dropout_prob=0.2),
+        "id-per-sequence-repeat-item-dropout-from-end": ModelArguments(
+            **BASELINE, negative_sharing="sequence", repeat_bias=True, item_dropout_prob=0.2, position_order="from_end"
+        ),
         "signals+metadata": ModelArguments(**BASELINE, signals="scenario,intent,topic", use_metadata=True, fusion="add"),
     }
     rows = []
