@@ -4,7 +4,8 @@ over the 22,363 test users (all 12,101 items ranked), for the strong ID-only SAS
 
     python benchmarks/bench_train.py                                 # ID-only SASRec, negatives drawn per position,
                                                                      # per sequence and per batch; 2 epochs, 3 passes
-    python benchmarks/bench_train.py --variants id-per-sequence-repeat  # the validation-chosen Beauty SASRec
+    python benchmarks/bench_train.py --variants id-per-sequence-repeat-item-dropout-from-end-1024  # the validation-
+                                                                     # chosen Beauty SASRec
     python benchmarks/bench_train.py --dataset /tmp/h5/beauty        # a folder written by `lamar prepare`
     python benchmarks/bench_train.py --variants id,signals+metadata  # also a 4-text fused model
     python benchmarks/bench_train.py --profile                       # also torch.profiler's table of one epoch
@@ -186,7 +187,8 @@ def main() -> None:
         "id-per-sequence": ModelArguments(**BASELINE, negative_sharing="sequence"),
         "id-per-batch": ModelArguments(**BASELINE, negative_sharing="batch"),
         "id-per-sequence-256": ModelArguments(**(BASELINE | {"hidden_size": 256}), negative_sharing="sequence"),
-        # The validation-chosen Beauty SASRec of benchmarks/results/amazon_beauty/beauty_sasrec_study.md.
+        # The validation-chosen Beauty SASRec of benchmarks/results/amazon_beauty/beauty_sasrec_study.md is the last
+        # of these: the repeat score, item dropout, positions from the end and 1024 negatives per sequence.
         "id-per-sequence-repeat": ModelArguments(**BASELINE, negative_sharing="sequence", repeat_bias=True),
         # RecTools' item-net dropout, and with it RecTools' positions counted from the most recent item.
         "id-per-sequence-repeat-item-dropout": ModelArguments(**BASELINE, negative_sharing="sequence", repeat_bias=True,
