@@ -182,6 +182,7 @@ def main() -> None:
         torch.set_num_threads(options.threads)
     load_before, cpu = os.getloadavg(), cpu_model()
     data = load_beauty(options.dataset)
+    item_dropout = BASELINE | {"negative_sharing": "sequence", "repeat_bias": True, "item_dropout_prob": 0.2}
     variants = {
         "id": ModelArguments(**BASELINE),
         "id-per-sequence": ModelArguments(**BASELINE, negative_sharing="sequence"),
@@ -190,15 +191,12 @@ def main() -> None:
         # The validation-chosen Beauty SASRec of benchmarks/results/amazon_beauty/beauty_sasrec_study.md is the last
         # of these: the repeat score, item dropout, positions from the end and 1024 negatives per sequence.
         "id-per-sequence-repeat": ModelArguments(**BASELINE, negative_sharing="sequence", repeat_bias=True),
-        # RecTools' item-net dropout, and with it RecTools' positions counted from the most recent item.
-        "id-per-sequence-repeat-item-dropout": ModelArguments(**BASELINE, negative_sharing="sequence", repeat_bias=True,
-                                                              item_dropout_prob=0.2),
-        "id-per-sequence-repeat-item-dropout-from-end": ModelArguments(
-            **BASELINE, negative_sharing="sequence", repeat_bias=True, item_dropout_prob=0.2, position_order="from_end"
-        ),
+        # RecTools' item-net dropout, then with RecTools' positions counted from the most recent item, then with
+        # 1024 negatives.
+        "id-per-sequence-repeat-item-dropout": ModelArguments(**item_dropout),
+        "id-per-sequence-repeat-item-dropout-from-end": ModelArguments(**item_dropout, position_order="from_end"),
         "id-per-sequence-repeat-item-dropout-from-end-1024": ModelArguments(
-            **(BASELINE | {"num_negatives": 1024}), negative_sharing="sequence", repeat_bias=True, item_dropout_prob=0.2,
-            position_order="from_end",
+            **(item_dropout | {"num_negatives": 1024}), position_order="from_end"
         ),
         "signals+metadata": ModelArguments(**BASELINE, signals="scenario,intent,topic", use_metadata=True, fusion="add"),
     }
