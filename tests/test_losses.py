@@ -362,3 +362,62 @@ def test_fusing_the_rows_read_or_the_whole_table_gives_the_same_loss_and_gradien
     assert not model._fuses_only_the_rows_read(input_ids, labels)  # more rows read than the table holds
     model.eval()
     assert not model._fuses_only_the_rows_read(torch.ones(1, 1, dtype=torch.long), labels[:1, :1])
+
+
+@pytest.mark.parametrize("backbone", BACKBONES)
+def test_evaluation_draws_no_negatives_and_reports_the_full_cross_entropy(backbone):
+    """A model trained with a sampled loss is evaluated by the cross-entropy over every item's score (the scores
+    ranking computes anyway), not by a fresh draw of negatives: the figure is exact and the same on every call."""
+    from lamar_hf.training import RecommendationData, evaluate_recommender
+
+    model = sampled_model(backbone, loss_type="sampled_softmax", negative_sharing="sequence")
+    sequences = random_sequences(24, seed=11)
+    histories = {split: [sequence[:-1] for sequence in sequences] for split in ("train", "validation", "test")}
+    targets = {split: [sequence[-1] for sequence in sequences] for split in ("train", "validation", "test")}
+    data = RecommendationData("random", NUM_ITEMS, histories, targets)
+    drawn = recording_draws(model)
+    evaluated = evaluate_recommender(model, data, "test", batch_size=8)
+    assert drawn == []
+    full = F.cross_entropy(model.score(histories["test"]), torch.tensor(targets["test"]))
+    model.eval()
+    sampled = model(*last_item_labels(histories["test"], targets["test"])).loss  # what the model itself reports
+    assert len(drawn) == 1 and not torch.allclose(sampled, full)
+    assert evaluated["loss"] == pytest.approx(full.item(), rel=1e-4)
+    assert evaluate_recommender(model, data, "test", batch_size=8)["loss"] == pytest.approx(evaluated["loss"], rel=1e-5)
+
+
+def test_evaluation_refuses_a_row_labelled_elsewhere_than_its_last_item():
+    from lamar_hf.training.trainer import last_position_targets
+
+    input_ids, labels = last_item_labels([[1, 2, 3], [4, 5]], [6, 7])
+    assert last_position_targets(input_ids, labels).tolist() == [6, 7]
+    for moved in (labels.roll(-1, dims=1), torch.where(input_ids != 0, 8, -100)):
+        with pytest.raises(ValueError, match="exactly one labelled position per row, its last item"):
+            last_position_targets(input_ids, moved)
+
+
+@pytest.mark.parametrize("negative_sharing", ["position", "sequence", "batch"])
+def test_the_sampled_loss_shifts_exactly_the_items_each_position_has_read(negative_sharing):
+    """With the repeat score, a sampled loss scores each target and negative as the full logits of that position do:
+    shifted where the item is among those read so far (repeats included), not where it comes later."""
+    model = sampled_model(SASREC, loss_type="sampled_softmax", negative_sharing=negative_sharing, repeat_bias=True)
+    with torch.no_grad():
+        model.repeat_score.fill_(2.5)
+    model.eval()
+    drawn = recording_draws(model)
+    sequences = [[1, 2, 1, 3, 2, 4, 5], [6, 7, 6, 6, 8], [9, 10, 11, 9, 12, 10]]
+    input_ids, labels = next_item_labels(sequences)
+    torch.manual_seed(3)
+    out = model(input_ids, labels=labels)
+    (negatives,) = drawn
+    rows, positions = (labels != -100).nonzero(as_tuple=True)
+    negatives = {"position": lambda: negatives, "sequence": lambda: negatives[rows],
+                 "batch": lambda: negatives.expand(len(rows), -1)}[negative_sharing]()
+    targets = labels[rows, positions]
+    read = [set(input_ids[row, : position + 1].tolist()) for row, position in zip(rows.tolist(), positions.tolist())]
+    assert any(item in read[query] for query, row in enumerate(negatives.tolist()) for item in row), "no draw in a history"
+    assert any(int(target) in read[query] for query, target in enumerate(targets)), "no repeated target"
+    positive = out.logits[torch.arange(len(targets)), targets]  # the full logits carry the shift of their position
+    negative = out.logits.gather(1, negatives)
+    expected = F.cross_entropy(torch.cat([positive[:, None], negative], dim=1), torch.zeros(len(targets), dtype=torch.long))
+    torch.testing.assert_close(out.loss, expected)

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch.utils.data import SequentialSampler
 from transformers import EarlyStoppingCallback, EvalPrediction, Trainer, set_seed
 from transformers.trainer_utils import get_last_checkpoint
@@ -34,6 +35,7 @@ from .data import (
     next_item_windows,
 )
 from .guards import StopOnNonFinite
+from .memory import reuse_freed_memory
 
 logger = logging.getLogger(__name__)
 
@@ -53,6 +55,17 @@ def rank_targets(logits, labels):
         raise ValueError("full-ranking evaluation needs exactly one labelled position per row")
     targets = labels.masked_fill(~scored, 0).sum(dim=1)
     return target_ranks(logits.float(), targets)
+
+
+def last_position_targets(input_ids: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """``[rows]``: each evaluation row's target, which must be its only label, at its last real item. Raises
+    ValueError for a row labelled elsewhere or more than once."""
+    scored = labels != IGNORE_INDEX
+    last = (input_ids != 0).sum(dim=1) - 1
+    rows = torch.arange(labels.shape[0], device=labels.device)
+    if bool((scored.sum(dim=1) != 1).any()) or not bool(scored[rows, last.clamp(min=0)].all()):
+        raise ValueError("full-ranking evaluation needs exactly one labelled position per row, its last item")
+    return labels[rows, last]
 
 
 @dataclass
@@ -107,6 +120,19 @@ class RecommenderTrainer(Trainer):
         with item_table_fused_once(self.model):
             return super().evaluation_loop(*args, **kwargs)
 
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        """In training, the model's own loss. In evaluation, the full-softmax cross-entropy of the scores that
+        ranking computes anyway: exact, and with no negatives drawn (a model's sampled loss, asked for with its
+        labels, would gather ``[rows, num_negatives, hidden]`` item rows per batch, with 1024 negatives more than
+        the ranking itself costs, and its figure would vary with the draw)."""
+        if model.training or "labels" not in inputs:
+            return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
+        labels = inputs["labels"]
+        targets = last_position_targets(inputs["input_ids"], labels)
+        outputs = model(**{name: value for name, value in inputs.items() if name != "labels"})
+        loss = F.cross_entropy(outputs.logits.float(), targets)
+        return (loss, outputs) if return_outputs else loss
+
     def _get_eval_sampler(self, eval_dataset):
         # Evaluation examples come sorted by length (by_length): keep that order rather than the shuffled length
         # groups of group_by_length, whose every group still starts with a full-width batch.
@@ -142,8 +168,10 @@ def recommender_trainer(
     ``user_embeddings`` the examples carry ``user_index`` and every batch gets its ``user_embeddings``
     (:class:`~lamar_hf.training.data.UserEmbeddingCollator`).
 
-    The Trainer itself never pushes to the Hub: the caller publishes once, with the model card, at the end.
+    The Trainer itself never pushes to the Hub: the caller publishes once, with the model card, at the end. On
+    glibc, the process keeps large freed blocks for reuse (:func:`~lamar_hf.training.memory.reuse_freed_memory`).
     """
+    reuse_freed_memory()  # glibc: no page faults for the large blocks each step makes and frees
     args = copy.copy(args)
     args.push_to_hub = False
     callbacks = [*callbacks, StopOnNonFinite()]
