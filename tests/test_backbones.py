@@ -183,3 +183,24 @@ def test_an_argument_of_another_backbone_is_refused(backbone, argument):
 def test_an_argument_of_the_backbone_reaches_its_config(backbone, argument):
     args = ModelArguments(backbone=backbone, **{argument: FOREIGN_VALUES[argument]})
     assert getattr(build_model(args, num_items=20).config, argument) == FOREIGN_VALUES[argument]
+
+
+@pytest.mark.parametrize("backbone", ["sasrec", "gru4rec", "bert4rec"])
+def test_the_rand_mask_dropout_of_every_backbone_drops_and_rescales_as_nn_dropout(backbone):
+    import torch
+
+    module = importlib.import_module(f"lamar_hf.models.lamar_{backbone}.modeling_lamar_{backbone}")
+    dropout = module.RandMaskDropout(0.3).train()
+    values = torch.full((200_000,), 2.0, requires_grad=True)
+    torch.manual_seed(0)
+    out = dropout(values)
+    kept = out != 0
+    assert kept.float().mean().item() == pytest.approx(0.7, abs=0.005)
+    torch.testing.assert_close(out[kept], torch.full((int(kept.sum()),), 2.0 / 0.7))
+    out.sum().backward()
+    torch.testing.assert_close(values.grad, kept.float() / 0.7)  # the gradient flows through the kept values only
+    assert not torch.equal(dropout(values) != 0, kept)  # a fresh mask on every call
+    assert torch.equal(dropout.eval()(values), values)
+    assert torch.equal(module.RandMaskDropout(0.0).train()(values), values)
+    assert not module.RandMaskDropout(1.0).train()(values).any()
+    assert isinstance(dropout, torch.nn.Dropout)  # whatever finds or sets the model's dropouts finds these too

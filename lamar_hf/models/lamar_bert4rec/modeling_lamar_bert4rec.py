@@ -39,6 +39,20 @@ from .configuration_lamar_bert4rec import LamarBERT4RecConfig
 IGNORE_INDEX = -100
 
 
+# Copied from lamar_hf.models.lamar_sasrec.modeling_lamar_sasrec.RandMaskDropout
+class RandMaskDropout(nn.Dropout):
+    """``nn.Dropout`` whose mask on CPU comes from ``torch.rand``: the same distribution, drawn about twice as fast as
+    the ``bernoulli_`` of ``F.dropout`` (a ``[12102, 64]`` item table: 6.7 ms against 11.4 ms, 2-core AMD EPYC; the
+    masks were a fifth of a Beauty training step). Elsewhere (GPU) it is ``nn.Dropout``."""
+
+    def forward(self, hidden: torch.Tensor) -> torch.Tensor:
+        if not self.training or self.p == 0 or hidden.device.type != "cpu":
+            return super().forward(hidden)
+        if self.p == 1:
+            return torch.zeros_like(hidden)
+        return hidden * ((torch.rand_like(hidden) >= self.p) * (1 / (1 - self.p)))
+
+
 # Copied from lamar_hf.models.lamar_sasrec.modeling_lamar_sasrec.gather_rows
 def gather_rows(table: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
     """``table[ids]``, ``[*ids.shape, width]``, by ``index_select`` over the flattened ids: on CPU its backward
@@ -209,7 +223,7 @@ class LamarBERT4RecLayer(nn.Module):
             nn.Linear(config.intermediate_size, config.hidden_size),
         )
         self.feed_forward_norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
-        self.dropout = nn.Dropout(config.hidden_dropout_prob)
+        self.dropout = RandMaskDropout(config.hidden_dropout_prob)
 
     def forward(self, hidden: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         hidden = self.attention_norm(hidden + self.dropout(self.attention(hidden, attention_mask)))
@@ -248,7 +262,7 @@ class LamarBERT4RecModel(LamarBERT4RecPreTrainedModel):
         self.mask_embedding = nn.Embedding(1, config.hidden_size)
         self.position_embeddings = nn.Embedding(config.max_history_length, config.hidden_size)
         self.embedding_norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
-        self.dropout = nn.Dropout(config.hidden_dropout_prob)
+        self.dropout = RandMaskDropout(config.hidden_dropout_prob)
         self.layers = nn.ModuleList(LamarBERT4RecLayer(config) for _ in range(config.num_hidden_layers))
         self.prediction_head = nn.Sequential(
             nn.Linear(config.hidden_size, config.hidden_size),

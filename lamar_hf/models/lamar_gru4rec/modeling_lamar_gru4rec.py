@@ -29,6 +29,20 @@ from .configuration_lamar_gru4rec import LamarGRU4RecConfig
 IGNORE_INDEX = -100
 
 
+# Copied from lamar_hf.models.lamar_sasrec.modeling_lamar_sasrec.RandMaskDropout
+class RandMaskDropout(nn.Dropout):
+    """``nn.Dropout`` whose mask on CPU comes from ``torch.rand``: the same distribution, drawn about twice as fast as
+    the ``bernoulli_`` of ``F.dropout`` (a ``[12102, 64]`` item table: 6.7 ms against 11.4 ms, 2-core AMD EPYC; the
+    masks were a fifth of a Beauty training step). Elsewhere (GPU) it is ``nn.Dropout``."""
+
+    def forward(self, hidden: torch.Tensor) -> torch.Tensor:
+        if not self.training or self.p == 0 or hidden.device.type != "cpu":
+            return super().forward(hidden)
+        if self.p == 1:
+            return torch.zeros_like(hidden)
+        return hidden * ((torch.rand_like(hidden) >= self.p) * (1 / (1 - self.p)))
+
+
 # Copied from lamar_hf.models.lamar_sasrec.modeling_lamar_sasrec.gather_rows
 def gather_rows(table: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
     """``table[ids]``, ``[*ids.shape, width]``, by ``index_select`` over the flattened ids: on CPU its backward
@@ -203,7 +217,7 @@ class LamarGRU4RecModel(LamarGRU4RecPreTrainedModel):
             )
         if config.negative_sampling == "popularity":  # the training counts negatives are drawn by (set_item_counts)
             self.register_buffer("item_counts", torch.zeros(config.num_items + 1), persistent=True)
-        self.dropout = nn.Dropout(config.hidden_dropout_prob)
+        self.dropout = RandMaskDropout(config.hidden_dropout_prob)
         self.gru = nn.GRU(
             config.hidden_size,
             config.gru_hidden_size,

@@ -28,6 +28,19 @@ from .configuration_lamar_sasrec import LamarSASRecConfig
 IGNORE_INDEX = -100
 
 
+class RandMaskDropout(nn.Dropout):
+    """``nn.Dropout`` whose mask on CPU comes from ``torch.rand``: the same distribution, drawn about twice as fast as
+    the ``bernoulli_`` of ``F.dropout`` (a ``[12102, 64]`` item table: 6.7 ms against 11.4 ms, 2-core AMD EPYC; the
+    masks were a fifth of a Beauty training step). Elsewhere (GPU) it is ``nn.Dropout``."""
+
+    def forward(self, hidden: torch.Tensor) -> torch.Tensor:
+        if not self.training or self.p == 0 or hidden.device.type != "cpu":
+            return super().forward(hidden)
+        if self.p == 1:
+            return torch.zeros_like(hidden)
+        return hidden * ((torch.rand_like(hidden) >= self.p) * (1 / (1 - self.p)))
+
+
 def gather_rows(table: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
     """``table[ids]``, ``[*ids.shape, width]``, by ``index_select`` over the flattened ids: on CPU its backward
     (``index_add_``) took half the time of advanced indexing's (``index_put_``) for ``[128, 1024]`` drawn ids."""
@@ -195,10 +208,10 @@ class LamarSASRecLayer(nn.Module):
         self.feed_forward = nn.Sequential(
             nn.Linear(config.hidden_size, config.intermediate_size),
             nn.GELU(),
-            nn.Dropout(config.hidden_dropout_prob),
+            RandMaskDropout(config.hidden_dropout_prob),
             nn.Linear(config.intermediate_size, config.hidden_size),
         )
-        self.dropout = nn.Dropout(config.hidden_dropout_prob)
+        self.dropout = RandMaskDropout(config.hidden_dropout_prob)
 
     def forward(self, hidden: torch.Tensor) -> torch.Tensor:
         if self.norm_first:
@@ -235,8 +248,8 @@ class LamarSASRecModel(LamarSASRecPreTrainedModel):
         if config.negative_sampling == "popularity":  # the training counts negatives are drawn by (set_item_counts)
             self.register_buffer("item_counts", torch.zeros(config.num_items + 1), persistent=True)
         self.position_embeddings = nn.Embedding(config.max_history_length, config.hidden_size)
-        self.dropout = nn.Dropout(config.hidden_dropout_prob)
-        self.item_dropout = nn.Dropout(config.item_dropout_prob)
+        self.dropout = RandMaskDropout(config.hidden_dropout_prob)
+        self.item_dropout = RandMaskDropout(config.item_dropout_prob)
         self.layers = nn.ModuleList(LamarSASRecLayer(config) for _ in range(config.num_hidden_layers))
         # Pre-norm blocks end with a layer norm; post-norm blocks start from a normalised input instead.
         self.input_norm = nn.Identity() if config.norm_first else nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
