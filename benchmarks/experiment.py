@@ -876,6 +876,9 @@ def select(grid: Grid, records: list[dict]) -> tuple[list[dict], list[dict]]:
             "missing": False, "seeds": entry["seeds"], "validation": entry["validation"],
             "test": averaged(runs, "test"),
             "epochs": [run["result"]["epochs"] for run in runs],
+            # wall seconds of each run's training (validation included), with the torch threads it had
+            "train_seconds": [run["result"].get("train_seconds") for run in runs],
+            "threads": [run.get("provenance", {}).get("threads") for run in runs],
             "reached_max_epochs": [bool(run["result"].get("reached_max_epochs")) for run in runs],
             "stopped_by_time_budget": [bool(run["result"].get("stopped_by_time_budget")) for run in runs],
             "runs": [Path(run["path"]).name for run in runs],

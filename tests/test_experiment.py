@@ -87,6 +87,9 @@ def test_a_tiny_grid_trains_every_setting_and_seed_records_provenance_and_reuses
     [row] = written["rows"]
     assert set(row) >= {"backbone", "variant", "setting", "selected_on", "seeds", "validation", "test"}
     assert row["selected_on"] == "validation" and row["seeds"] == [0, 1]
+    chosen_runs = sorted((r for r in records if r["setting_name"] == row["setting"]["name"]), key=lambda r: r["seed"])
+    assert row["train_seconds"] == [r["result"]["train_seconds"] for r in chosen_runs] and all(row["train_seconds"])
+    assert row["threads"] == [r["provenance"]["threads"] for r in chosen_runs]
     by_setting = {name: [r for r in records if r["setting_name"] == name] for name in ("reference", "no dropout")}
     chosen = max(by_setting, key=lambda name: statistics.fmean(r["result"]["validation"]["ndcg@10"]
                                                                for r in by_setting[name]))
