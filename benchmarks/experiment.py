@@ -17,7 +17,8 @@ run of every seed::
         --user_signals_file outputs/beauty-users/user_signals/train-00000-of-00001.parquet
 
 Step 2 (torch + transformers + accelerate + safetensors + pyyaml; matplotlib for the chart): every run of the
-grid, in parallel processes; finished runs are reused, so the command can be repeated until the grid is done::
+grid, in parallel processes; finished runs are reused and a run cut short continues from its checkpoint, so the
+command can be repeated until the grid is done::
 
     python benchmarks/experiment.py run --config benchmarks/configs/beauty_sasrec.yaml --jobs 2
 
@@ -128,7 +129,7 @@ OPTIONAL_IDENTITY = ("attributes", "user_signals")
 RUNNER_OWNED = {
     "backbone", "signals", "use_metadata", "signal_attributes", "text_encoder", "output_dir", "seed", "data_seed", "use_cpu", "disable_tqdm",
     "logging_strategy", "report_to", "push_to_hub", "hub_model_id", "resume_from_checkpoint", "eval_strategy",
-    "save_strategy", "load_best_model_at_end", "metric_for_best_model", "greater_is_better",
+    "save_strategy", "load_best_model_at_end", "metric_for_best_model", "greater_is_better", "save_only_model",
 }
 
 
@@ -587,6 +588,7 @@ def train_one(job: dict) -> dict:
     from lamar_hf.text_embeddings import load_text_embeddings
     from lamar_hf.training import ModelArguments, RecommendationData, RecommenderTrainingArguments, train_recommender
     from lamar_hf.training.data import UserTextEmbeddings
+    from lamar_hf.training.trainer import checkpoint_to_resume
 
     data = RecommendationData.load(Path(job["inputs"]) / SEQUENCES_FILE)
     if job["max_users"]:
@@ -603,8 +605,12 @@ def train_one(job: dict) -> dict:
     output_dir = record_path(job["work"], identity_of(job)).with_suffix("")
     training_args = RecommenderTrainingArguments(
         output_dir=str(output_dir), seed=job["seed"], use_cpu=job["device_kind"] == "cpu", disable_tqdm=True,
-        logging_strategy="no", **training_settings,
+        logging_strategy="no",
+        # Checkpoints keep the optimizer and RNG states, so that a run cut short (a killed process, the end of a
+        # session) continues from its checkpoint, the best epoch so far, when the runner is started again.
+        save_only_model=False, resume_from_checkpoint="last", **training_settings,
     )
+    resumed_from = checkpoint_to_resume(training_args)
     callbacks = [TrainingTimeBudget(job["time_budget"])] if job["time_budget"] else []
     result = train_recommender(data, model_args, training_args, texts, callbacks=callbacks, item_attributes=attributes,
                                user_embeddings=users)
@@ -613,6 +619,7 @@ def train_one(job: dict) -> dict:
     return {
         "text_kinds": kinds, "validation": result.validation, "test": result.test, "epochs": result.epochs,
         "best_epoch": result.best_epoch, "train_seconds": round(result.train_seconds, 1),
+        "resumed_from": Path(resumed_from).name if resumed_from else None,  # train_seconds then counts from there
         "reached_max_epochs": result.epochs >= training_args.num_train_epochs,
         "stopped_by_time_budget": bool(callbacks and callbacks[0].stopped),
         "torch_device": str(result.model.device),

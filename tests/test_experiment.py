@@ -1,6 +1,7 @@
 """benchmarks/experiment.py: grids of settings chosen on validation, run records with provenance, honest tables."""
 
 import json
+import os
 import statistics
 import subprocess
 import sys
@@ -322,3 +323,42 @@ def test_metadata_with_signal_attributes_trains_on_both_and_records_them(tmp_pat
     assert record["result"]["attribute_kinds"] == list(experiment.SIGNALS)
     assert record["result"]["attribute_vocab_sizes"] == [3, 3, 3]
     assert record["attributes"].startswith("sha256:") and record["texts"].startswith("sha256:")
+
+
+def test_a_run_killed_midway_continues_from_its_checkpoint_and_ends_as_an_uninterrupted_run(tmp_path):
+    """The runner process is killed once the first checkpoint is written; started again, it resumes that run (model,
+    optimizer and RNG states) and records the same figures as the same run trained without a stop."""
+    import signal
+    import time
+
+    inputs = save_inputs(tmp_path / "inputs")
+    grid = write_grid(tmp_path / "grid.json", seeds=[0], settings=[{"name": "reference"}],
+                      base={"hidden_size": 16, "num_train_epochs": 30, "early_stopping_patience": 0, "loss_type": "ce"})
+
+    def command(work):
+        return [sys.executable, str(SCRIPT), "run", "--config", str(grid), "--inputs", str(inputs), "--work",
+                str(work), "--results_dir", str(tmp_path / "results"), "--jobs", "1", "--threads", "1"]
+
+    uninterrupted = subprocess.run(command(tmp_path / "whole"), capture_output=True, text=True, timeout=600, cwd=REPO)
+    assert uninterrupted.returncode == 0, uninterrupted.stderr
+    cut = tmp_path / "cut"
+    process = subprocess.Popen(command(cut), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=REPO,
+                               start_new_session=True)
+    deadline = time.monotonic() + 300
+    while not list(cut.glob("*/checkpoint-*/trainer_state.json")) and process.poll() is None:
+        assert time.monotonic() < deadline, "no checkpoint was written"
+        time.sleep(0.02)
+    time.sleep(0.05)  # trainer_state.json is the checkpoint's last file: let it be written whole
+    os.killpg(process.pid, signal.SIGKILL)  # the runner and its worker process
+    process.wait()
+    assert not list(cut.glob("*.json")), "the run finished before it could be killed"
+    checkpoint = max(cut.glob("*/checkpoint-*/trainer_state.json"), key=lambda path: int(path.parent.name.split("-")[1])).parent
+    resumed = subprocess.run(command(cut), capture_output=True, text=True, timeout=600, cwd=REPO)
+    assert resumed.returncode == 0, resumed.stderr
+    [whole] = experiment.read_records([tmp_path / "whole"])
+    [again] = experiment.read_records([cut])
+    assert whole["result"]["resumed_from"] is None and again["result"]["resumed_from"] == checkpoint.name
+    assert again["result"]["epochs"] == whole["result"]["epochs"] == 30
+    for part in ("validation", "test"):
+        for metric, value in whole["result"][part].items():
+            assert again["result"][part][metric] == pytest.approx(value, rel=1e-4, abs=1e-6), (part, metric)

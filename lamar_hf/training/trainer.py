@@ -13,13 +13,13 @@ import os
 import tempfile
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch.utils.data import SequentialSampler
 from transformers import EarlyStoppingCallback, EvalPrediction, Trainer, set_seed
-from transformers.trainer_utils import get_last_checkpoint
 
 from lamar_hf.metrics import ranking_metrics, target_ranks
 
@@ -299,12 +299,18 @@ def check_user_embeddings(model, user_embeddings: UserTextEmbeddings | None) -> 
 
 
 def checkpoint_to_resume(args) -> str | None:
-    """``--resume_from_checkpoint``: a checkpoint folder, or ``last`` for the newest one in the output folder (none
-    there: start afresh). Resuming continues the optimizer only if checkpoints keep it (``--save_only_model false``)."""
+    """``--resume_from_checkpoint``: a checkpoint folder, or ``last`` for the newest whole one in the output folder
+    (none there: start afresh). A checkpoint is whole once its ``trainer_state.json``, the last file the Trainer
+    writes, is there: a process killed while saving leaves one without, which is passed over. Resuming continues the
+    optimizer only if checkpoints keep it (``--save_only_model false``)."""
     wanted = getattr(args, "resume_from_checkpoint", None)
     if wanted != "last":
         return wanted
-    return get_last_checkpoint(args.output_dir) if os.path.isdir(args.output_dir) else None
+    if not os.path.isdir(args.output_dir):
+        return None
+    whole = [path for path in Path(args.output_dir).glob("checkpoint-*")
+             if path.name.split("-")[-1].isdigit() and (path / "trainer_state.json").is_file()]
+    return str(max(whole, key=lambda path: int(path.name.split("-")[-1]))) if whole else None
 
 
 def train_recommender(
