@@ -285,3 +285,23 @@ def test_the_repeat_score_can_learn_at_a_rate_of_its_own(tmp_path):
     with pytest.raises(ValueError, match="--repeat_score_learning_rate needs a model with a repeat score"):
         train_recommender(data, ModelArguments(hidden_size=16, intermediate_size=32, max_history_length=8),
                           tiny_training_args(tmp_path / "no-repeat", num_train_epochs=1, repeat_score_learning_rate=0.1))
+
+
+def test_resuming_from_last_takes_the_newest_whole_checkpoint_and_passes_over_a_half_written_one(tmp_path):
+    from types import SimpleNamespace
+
+    from lamar_hf.training.trainer import checkpoint_to_resume
+
+    last = SimpleNamespace(output_dir=str(tmp_path / "run"), resume_from_checkpoint="last")
+    assert checkpoint_to_resume(last) is None  # no output folder yet: start afresh
+    for step, whole in ((40, True), (120, True), (160, False)):  # 160: killed while it was being written
+        folder = tmp_path / "run" / f"checkpoint-{step}"
+        folder.mkdir(parents=True)
+        (folder / "model.safetensors").write_bytes(b"")
+        if whole:
+            (folder / "trainer_state.json").write_text("{}")
+    (tmp_path / "run" / "checkpoint-notes").mkdir()
+    assert checkpoint_to_resume(last) == str(tmp_path / "run" / "checkpoint-120")
+    chosen = SimpleNamespace(output_dir=str(tmp_path / "run"), resume_from_checkpoint=str(tmp_path / "elsewhere"))
+    assert checkpoint_to_resume(chosen) == str(tmp_path / "elsewhere")
+    assert checkpoint_to_resume(SimpleNamespace(output_dir=str(tmp_path / "run"))) is None
