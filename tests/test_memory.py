@@ -1,6 +1,5 @@
 """The allocator setting that keeps large freed blocks for reuse (lamar_hf.training.memory)."""
 
-import ctypes
 import os
 import subprocess
 import sys
@@ -8,11 +7,13 @@ import textwrap
 
 import pytest
 
+from lamar_hf.training.memory import USER_SETTINGS
+
 GLIBC = sys.platform.startswith("linux") and os.confstr("CS_GNU_LIBC_VERSION") is not None
 
 
 def run_python(code: str, **environment) -> str:
-    env = {name: value for name, value in os.environ.items() if name not in ("MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_", "LD_PRELOAD")}
+    env = {name: value for name, value in os.environ.items() if name not in USER_SETTINGS}
     result = subprocess.run([sys.executable, "-c", textwrap.dedent(code)], env=env | environment,
                             capture_output=True, text=True, check=True)
     return result.stdout.strip()
