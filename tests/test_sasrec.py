@@ -65,9 +65,12 @@ def test_output_shapes(fusion):
     assert model.score([[1, 2], [3]]).shape == (2, NUM_ITEMS + 1)
 
 
-@pytest.mark.parametrize("norm_first", (True, False))
-def test_causal_masking_later_items_do_not_change_earlier_outputs(norm_first):  # positions from the start
-    model = tester.get_model("gate", norm_first=norm_first).eval()
+SASREC_BLOCK = {"residual_from_norm": True, "hidden_act": "relu"}  # the SASRec authors' block (RecTools')
+
+
+@pytest.mark.parametrize("block", ({"norm_first": True}, {"norm_first": False}, SASREC_BLOCK))
+def test_causal_masking_later_items_do_not_change_earlier_outputs(block):  # positions from the start
+    model = tester.get_model("gate", **block).eval()
     first = torch.tensor([[5, 6, 7, 8, 9, 10]])
     second = torch.tensor([[5, 6, 7, 8, 30, 40]])  # differs from position 4 on
     hidden_first = model(first, output_hidden_states=True).last_hidden_state
@@ -86,8 +89,8 @@ def test_padding_does_not_change_scores():
 @pytest.mark.parametrize(("fusion", "norm_first", "repeat_bias"),
                          [(fusion, True, False) for fusion in FUSIONS] + [("gate", False, False), ("add", True, True)])
 def test_loss_falls_and_every_trainable_parameter_changes(fusion, norm_first, repeat_bias):
-    # the last case also reads positions from the end and drops out item rows
-    rectools_style = dict(position_order="from_end", item_dropout_prob=0.1) if repeat_bias else {}
+    # the last case also reads positions from the end, drops out item rows and has the SASRec authors' block
+    rectools_style = dict(position_order="from_end", item_dropout_prob=0.1, **SASREC_BLOCK) if repeat_bias else {}
     model = tester.get_model(fusion, norm_first=norm_first, repeat_bias=repeat_bias, **rectools_style)
     assert (model.repeat_score is not None) is repeat_bias
     # pre-norm blocks end with a layer norm; post-norm blocks start with one on the input embeddings
@@ -174,7 +177,7 @@ def test_repeat_bias_covers_only_the_items_read_so_far():
 
 @pytest.mark.parametrize(("norm_first", "repeat_bias"), [(True, False), (False, False), (True, True)])
 def test_save_and_load_give_identical_scores(tmp_path, norm_first, repeat_bias):
-    positions = {"position_order": "from_end"} if repeat_bias else {}
+    positions = {"position_order": "from_end", **SASREC_BLOCK} if repeat_bias else {}
     model = tester.get_model("gate", norm_first=norm_first, repeat_bias=repeat_bias, **positions).eval()
     if repeat_bias:
         with torch.no_grad():
@@ -191,6 +194,7 @@ def test_save_and_load_give_identical_scores(tmp_path, norm_first, repeat_bias):
     loaded = AutoModel.from_pretrained(tmp_path)
     assert type(loaded) is LamarSASRecModel and loaded.config.norm_first is norm_first
     assert loaded.config.repeat_bias is repeat_bias
+    assert loaded.config.residual_from_norm is repeat_bias and loaded.config.hidden_act == ("relu" if repeat_bias else "gelu")
     # Reloaded weights may take other kernels (alignment, layout): equal up to float32 rounding, not to the bit.
     torch.testing.assert_close(loaded.score(histories), model.score(histories))
     assert_top_items(loaded.recommend([1, 2, 3], k=5), model.score([[1, 2, 3]])[0])
@@ -263,6 +267,33 @@ def test_bad_histories_get_clear_errors_or_documented_truncation():
     assert model.training  # score() restored the training mode
 
 
+def test_the_sasrec_block_is_the_sasrec_authors_block_as_rectools_writes_it():
+    """RecTools' SASRecTransformerLayer, written out with torch's own MultiheadAttention and the block's weights:
+    queries from the normalised input, keys and values from the input, residuals from the normalised input."""
+    from lamar_hf.models.lamar_sasrec.modeling_lamar_sasrec import LamarSASRecLayer
+
+    config = tester.get_config(**SASREC_BLOCK)
+    torch.manual_seed(0)
+    layer = LamarSASRecLayer(config).eval()
+    attention = torch.nn.MultiheadAttention(16, 2, batch_first=True).eval()
+    with torch.no_grad():
+        attention.in_proj_weight.copy_(layer.attention.qkv.weight)
+        attention.in_proj_bias.copy_(layer.attention.qkv.bias)
+        attention.out_proj.weight.copy_(layer.attention.output.weight)
+        attention.out_proj.bias.copy_(layer.attention.output.bias)
+    seqs = torch.randn(3, 8, 16) * 3 + 1  # far from normalised, so that normalising keys or not shows
+    causal = torch.ones(8, 8, dtype=torch.bool).triu(1)
+    q = layer.attention_norm(seqs)
+    seqs_after_attention = q + attention(q, seqs, seqs, attn_mask=causal, need_weights=False)[0]
+    ff_input = layer.feed_forward_norm(seqs_after_attention)
+    expected = layer.feed_forward(ff_input) + ff_input
+    assert isinstance(layer.feed_forward[1], torch.nn.ReLU)
+    torch.testing.assert_close(layer(seqs), expected, rtol=1e-4, atol=1e-5)
+    standard = LamarSASRecLayer(tester.get_config(hidden_act="relu"))
+    standard.load_state_dict(layer.state_dict())
+    assert not torch.allclose(standard.eval()(seqs), expected, atol=1e-2)  # the standard pre-norm block differs
+
+
 def test_forward_refuses_bad_batches():
     model = tester.get_model("none")
     with pytest.raises(ValueError, match="right-padded"):
@@ -282,6 +313,10 @@ def test_config_and_text_embeddings_are_checked():
         LamarSASRecConfig(num_items=5, fusion="add")
     with pytest.raises(ValueError, match="loss_type"):
         LamarSASRecConfig(num_items=5, loss_type="bpr")
+    with pytest.raises(ValueError, match="residual_from_norm is a pre-norm block layout: it needs norm_first=True"):
+        LamarSASRecConfig(num_items=5, residual_from_norm=True, norm_first=False)
+    with pytest.raises(ValueError, match="hidden_act must be one of gelu, relu, got 'tanh'"):
+        LamarSASRecConfig(num_items=5, hidden_act="tanh")
     with pytest.raises(ValueError, match="num_items"):
         LamarSASRecModel(LamarSASRecConfig())
     model = LamarSASRecModel(tester.get_config("add"))

@@ -50,6 +50,14 @@ class ModelArguments:
         metadata={"help": "sasrec: pre-norm blocks (default true); false: post-norm blocks after a layer norm on the "
                   "input embeddings, as in RecBole's SASRec."},
     )
+    residual_from_norm: bool | None = field(
+        default=None,
+        metadata={"help": "sasrec: the SASRec authors' pre-norm block (RecTools' SASRecTransformerLayer): keys and "
+                  "values read the unnormalised input, residuals start from the normalised one (default false)."},
+    )
+    hidden_act: str | None = field(
+        default=None, metadata={"help": "sasrec: activation of the feed-forward layers, gelu (default) or relu."}
+    )
     repeat_bias: bool | None = field(
         default=None,
         metadata={"help": "sasrec: learn one score added to the items already in the history (default false); on "

@@ -42,8 +42,8 @@ COMMON_HYPERPARAMETERS = (
 TRANSFORMER_HYPERPARAMETERS = ("num_attention_heads", "intermediate_size", "attention_dropout_prob")
 # Arguments that default to None and that only some backbones take: setting one for another backbone is a mistake.
 BACKBONE_SPECIFIC_ARGUMENTS = (
-    "attention_dropout_prob", "item_dropout_prob", "position_order", "norm_first", "repeat_bias", "gru_hidden_size",
-    "mask_prob",
+    "attention_dropout_prob", "item_dropout_prob", "position_order", "norm_first", "residual_from_norm", "hidden_act",
+    "repeat_bias", "gru_hidden_size", "mask_prob",
 )
 
 
@@ -158,7 +158,8 @@ def build_model(
 
 for name, config_class, model_class, own in (
     ("sasrec", LamarSASRecConfig, LamarSASRecModel,
-     TRANSFORMER_HYPERPARAMETERS + ("item_dropout_prob", "position_order", "norm_first", "repeat_bias")),
+     TRANSFORMER_HYPERPARAMETERS + ("item_dropout_prob", "position_order", "norm_first", "residual_from_norm", "hidden_act",
+                                    "repeat_bias")),
     ("gru4rec", LamarGRU4RecConfig, LamarGRU4RecModel, ("gru_hidden_size",)),
     ("bert4rec", LamarBERT4RecConfig, LamarBERT4RecModel, TRANSFORMER_HYPERPARAMETERS + ("mask_prob",)),
 ):

@@ -7,6 +7,7 @@ LOSS_TYPES = ("ce", "bce", "sampled_softmax", "gbce")
 NEGATIVE_SAMPLING = ("uniform", "popularity")
 NEGATIVE_SHARING = ("position", "sequence", "batch")
 POSITION_ORDERS = ("from_start", "from_end")
+HIDDEN_ACTIVATIONS = ("gelu", "relu")
 
 
 class LamarSASRecConfig(PretrainedConfig):
@@ -25,6 +26,7 @@ class LamarSASRecConfig(PretrainedConfig):
         num_hidden_layers: number of causal self-attention blocks.
         num_attention_heads: attention heads per block (must divide ``hidden_size``).
         intermediate_size: width of the position-wise feed-forward layer.
+        hidden_act: its activation, ``"gelu"`` (default) or ``"relu"`` (the SASRec authors').
         max_history_length: longest history the model reads; longer ones keep their most recent items.
         position_order: how the learned position embeddings count: ``"from_start"`` (default; the oldest item is
             position 0, so a position never depends on later items) or ``"from_end"`` (the most recent item is
@@ -39,6 +41,10 @@ class LamarSASRecConfig(PretrainedConfig):
         layer_norm_eps: epsilon of the layer norms.
         norm_first: pre-norm blocks with a final layer norm (default, as in the original SASRec code), or, with
             ``False``, post-norm blocks after a layer norm on the input embeddings (as in RecBole's SASRec).
+        residual_from_norm: with ``norm_first``, the block of the SASRec authors' code (RecTools'
+            ``SASRecTransformerLayer``): attention queries read the normalised input but keys and values the input
+            itself, each residual sum starts from the normalised input instead of the input, and the attention
+            output has no dropout (its weights still do). ``False`` (default): the standard pre-norm block.
         initializer_range: standard deviation of the normal initialisation.
         repeat_bias: learn one score that is added to every item the history already holds, so that the model
             learns how likely a user is to pick an item again. Where no target repeats a history item (Amazon
@@ -117,6 +123,8 @@ class LamarSASRecConfig(PretrainedConfig):
         item_dropout_prob: float = 0.0,
         layer_norm_eps: float = 1e-8,
         norm_first: bool = True,
+        residual_from_norm: bool = False,
+        hidden_act: str = "gelu",
         initializer_range: float = 0.02,
         repeat_bias: bool = False,
         loss_type: str = "ce",
@@ -190,6 +198,10 @@ class LamarSASRecConfig(PretrainedConfig):
             raise ValueError(f"position_order must be one of {POSITION_ORDERS}, got {position_order!r}")
         if not 0 <= item_dropout_prob < 1:
             raise ValueError(f"item_dropout_prob must be in [0, 1), got {item_dropout_prob}")
+        if residual_from_norm and not norm_first:
+            raise ValueError("residual_from_norm is a pre-norm block layout: it needs norm_first=True")
+        if hidden_act not in HIDDEN_ACTIVATIONS:
+            raise ValueError(f"hidden_act must be one of {', '.join(HIDDEN_ACTIVATIONS)}, got {hidden_act!r}")
         if hidden_size % num_attention_heads:
             raise ValueError(f"hidden_size {hidden_size} is not a multiple of num_attention_heads {num_attention_heads}")
         self.num_items = num_items
@@ -204,6 +216,8 @@ class LamarSASRecConfig(PretrainedConfig):
         self.item_dropout_prob = item_dropout_prob
         self.layer_norm_eps = layer_norm_eps
         self.norm_first = norm_first
+        self.residual_from_norm = residual_from_norm
+        self.hidden_act = hidden_act
         self.initializer_range = initializer_range
         self.repeat_bias = repeat_bias
         self.loss_type = loss_type

@@ -186,9 +186,17 @@ class LamarSASRecAttention(nn.Module):
         self.qkv = nn.Linear(config.hidden_size, 3 * config.hidden_size)
         self.output = nn.Linear(config.hidden_size, config.hidden_size)
 
-    def forward(self, hidden: torch.Tensor) -> torch.Tensor:
+    def forward(self, hidden: torch.Tensor, context: torch.Tensor | None = None) -> torch.Tensor:
+        """Attend from ``hidden`` (the queries) to ``context`` (keys and values; default ``hidden``)."""
         batch, length, width = hidden.shape
-        query, key, value = self.qkv(hidden).view(batch, length, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4)
+        if context is None:
+            projected = self.qkv(hidden)
+        else:
+            weight, bias = self.qkv.weight, self.qkv.bias
+            projected = torch.cat(
+                [F.linear(hidden, weight[:width], bias[:width]), F.linear(context, weight[width:], bias[width:])], dim=-1
+            )
+        query, key, value = projected.view(batch, length, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4)
         attended = F.scaled_dot_product_attention(
             query, key, value, is_causal=True, dropout_p=self.dropout if self.training else 0.0
         )
@@ -197,23 +205,30 @@ class LamarSASRecAttention(nn.Module):
 
 class LamarSASRecLayer(nn.Module):
     """One transformer block: causal self-attention, then a position-wise feed-forward layer, each in a residual
-    branch with a layer norm before it (``config.norm_first``) or after the residual sum."""
+    branch with a layer norm before it (``config.norm_first``; ``config.residual_from_norm``: the SASRec authors'
+    variant of it) or after the residual sum."""
 
     def __init__(self, config: LamarSASRecConfig):
         super().__init__()
         self.norm_first = config.norm_first
+        self.residual_from_norm = config.residual_from_norm
         self.attention_norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
         self.attention = LamarSASRecAttention(config)
         self.feed_forward_norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
         self.feed_forward = nn.Sequential(
             nn.Linear(config.hidden_size, config.intermediate_size),
-            nn.GELU(),
+            nn.ReLU() if config.hidden_act == "relu" else nn.GELU(),
             RandMaskDropout(config.hidden_dropout_prob),
             nn.Linear(config.intermediate_size, config.hidden_size),
         )
         self.dropout = RandMaskDropout(config.hidden_dropout_prob)
 
     def forward(self, hidden: torch.Tensor) -> torch.Tensor:
+        if self.residual_from_norm:
+            normed = self.attention_norm(hidden)
+            hidden = normed + self.attention(normed, context=hidden)
+            normed = self.feed_forward_norm(hidden)
+            return normed + self.dropout(self.feed_forward(normed))
         if self.norm_first:
             hidden = hidden + self.dropout(self.attention(self.attention_norm(hidden)))
             return hidden + self.dropout(self.feed_forward(self.feed_forward_norm(hidden)))
