@@ -294,6 +294,35 @@ def test_the_sasrec_block_is_the_sasrec_authors_block_as_rectools_writes_it():
     assert not torch.allclose(standard.eval()(seqs), expected, atol=1e-2)  # the standard pre-norm block differs
 
 
+@pytest.mark.parametrize("user_token", (False, True))
+def test_a_batch_of_unequal_lengths_gives_the_loss_and_gradients_of_its_sequences_one_at_a_time(user_token):
+    """Padding, positions counted from each sequence's end and the user token never mix sequences: the mean loss of
+    a batch of lengths 1 to 8, and its gradients, are those of its sequences one at a time."""
+    extra = {"user_text_embedding_dim": 6} if user_token else {}
+    model = tester.get_model("add", position_order="from_end", **extra).eval()  # no dropout; gradients still flow
+    sequences = [[1, 2], [3, 4, 5, 6, 7, 8, 9, 10, 11], [12, 13, 14], [15, 16, 17, 18, 19], [20, 21, 22, 23], [24, 25]]
+    users = torch.randn(len(sequences), 6) if user_token else None
+
+    def loss_and_gradients(batch, user_embeddings):
+        width = max(len(sequence) for sequence in batch) - 1
+        input_ids = torch.tensor([sequence[:-1] + [0] * (width - len(sequence) + 1) for sequence in batch])
+        labels = torch.tensor([sequence[1:] + [-100] * (width - len(sequence) + 1) for sequence in batch])
+        model.zero_grad()
+        loss = model(input_ids, labels=labels, user_embeddings=user_embeddings).loss
+        loss.backward()
+        return loss.detach(), {name: p.grad.clone() for name, p in model.named_parameters() if p.grad is not None}
+
+    batch_loss, batch_gradients = loss_and_gradients(sequences, users)
+    counts = torch.tensor([len(sequence) - 1 for sequence in sequences], dtype=torch.float)
+    alone = [loss_and_gradients([sequence], None if users is None else users[row : row + 1])
+             for row, sequence in enumerate(sequences)]
+    weights = counts / counts.sum()  # the batch loss is the mean over all scored positions
+    torch.testing.assert_close(batch_loss, sum(w * loss for w, (loss, _) in zip(weights, alone)))
+    for name, gradient in batch_gradients.items():
+        expected = sum(w * gradients[name] for w, (_, gradients) in zip(weights, alone) if name in gradients)
+        torch.testing.assert_close(gradient, expected, rtol=1e-4, atol=1e-6, msg=name)
+
+
 def test_forward_refuses_bad_batches():
     model = tester.get_model("none")
     with pytest.raises(ValueError, match="right-padded"):
