@@ -51,3 +51,36 @@ def test_the_users_own_allocator_settings_stand():
     code = "from lamar_hf.training.memory import reuse_freed_memory; print(reuse_freed_memory())"
     assert run_python(code, MALLOC_MMAP_THRESHOLD_="65536") == "False"
     assert run_python(code, LD_PRELOAD="") == str(GLIBC)  # an empty setting is no choice
+
+
+@pytest.mark.skipif(not GLIBC, reason="mallopt and malloc_trim are glibc's")
+def test_freed_memory_the_heap_keeps_goes_back_once_released_and_the_trainer_releases_it():
+    # A touched 256 MiB block, freed: kept resident in the heap, then handed back by release_freed_memory.
+    code = """
+        import ctypes
+        from lamar_hf.training.memory import ReleaseFreedMemory, release_freed_memory, reuse_freed_memory
+        from lamar_hf.training.trainer import recommender_trainer
+        from lamar_hf.training import RecommenderTrainingArguments, build_model, get_backbone, ModelArguments
+
+        def resident_mib():
+            return int(open("/proc/self/statm").read().split()[1]) * 4096 >> 20
+
+        libc = ctypes.CDLL("libc.so.6")
+        libc.malloc.restype, libc.malloc.argtypes = ctypes.c_void_p, (ctypes.c_size_t,)
+        libc.free.argtypes = (ctypes.c_void_p,)
+        print(release_freed_memory())  # nothing kept before reuse_freed_memory
+        reuse_freed_memory()
+        before = resident_mib()
+        block = libc.malloc(256 << 20)
+        ctypes.memset(block, 1, 256 << 20)
+        libc.free(block)
+        kept = resident_mib() - before
+        release_freed_memory()
+        released = resident_mib() - before
+        model = build_model(ModelArguments(), num_items=20)
+        trainer = recommender_trainer(model, get_backbone("sasrec"), RecommenderTrainingArguments(
+            output_dir="unused", eval_strategy="no", save_strategy="no", load_best_model_at_end=False))
+        releases = any(isinstance(callback, ReleaseFreedMemory) for callback in trainer.callback_handler.callbacks)
+        print(kept >= 250, released <= 16, releases)
+    """
+    assert run_python(code).splitlines() == ["False", "True True True"]

@@ -35,7 +35,7 @@ from .data import (
     next_item_windows,
 )
 from .guards import StopOnNonFinite
-from .memory import reuse_freed_memory
+from .memory import ReleaseFreedMemory, reuse_freed_memory
 
 logger = logging.getLogger(__name__)
 
@@ -169,12 +169,14 @@ def recommender_trainer(
     (:class:`~lamar_hf.training.data.UserEmbeddingCollator`).
 
     The Trainer itself never pushes to the Hub: the caller publishes once, with the model card, at the end. On
-    glibc, the process keeps large freed blocks for reuse (:func:`~lamar_hf.training.memory.reuse_freed_memory`).
+    glibc, the process keeps large freed blocks for reuse (:func:`~lamar_hf.training.memory.reuse_freed_memory`)
+    and hands what it could not reuse back after every epoch and evaluation.
     """
-    reuse_freed_memory()  # glibc: no page faults for the large blocks each step makes and frees
+    callbacks = [*callbacks, StopOnNonFinite()]
+    if reuse_freed_memory():  # glibc: no page faults for the large blocks each step makes and frees
+        callbacks.append(ReleaseFreedMemory())
     args = copy.copy(args)
     args.push_to_hub = False
-    callbacks = [*callbacks, StopOnNonFinite()]
     patience = getattr(args, "early_stopping_patience", 0)
     if train_dataset is not None and eval_dataset is not None and args.eval_strategy != "no" and patience > 0:
         callbacks.append(EarlyStoppingCallback(early_stopping_patience=patience))
