@@ -6,7 +6,7 @@ sampled-softmax step with 1024 negatives per sequence gathers ``[128, 1024, 64]`
 times per step: measured on a 2-core AMD EPYC VM, allocating and filling 33 MiB took 28 ms against 2 ms once freed
 blocks stay in the heap, and an epoch spent more time in those page faults than in its matrix products.
 
-Kept blocks are not always reused: tensors of ever other shapes (length-grouped batches, BERT4Rec's masks) leave freed
+Kept blocks are not always reused: tensors of ever-changing shapes (length-grouped batches, BERT4Rec's masks) leave freed
 memory the heap cannot hand out again, and a BERT4Rec training process grew by 340 MiB an epoch with the thresholds
 alone (2.2 GiB after 4 Beauty epochs, against 0.59 GiB with glibc's defaults). So the trainer also hands the heap's
 freed pages back at the end of every epoch and evaluation (:class:`ReleaseFreedMemory`): the same process then
