@@ -16,7 +16,7 @@ What the trainer expects of a backbone's model:
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 import torch
 
@@ -40,11 +40,6 @@ COMMON_HYPERPARAMETERS = (
     "loss_type", "num_negatives", "negative_sharing", "negative_sampling", "gbce_t", "semantic_dims",
 )
 TRANSFORMER_HYPERPARAMETERS = ("num_attention_heads", "intermediate_size", "attention_dropout_prob")
-# Arguments that default to None and that only some backbones take: setting one for another backbone is a mistake.
-BACKBONE_SPECIFIC_ARGUMENTS = (
-    "attention_dropout_prob", "item_dropout_prob", "position_order", "norm_first", "residual_from_norm", "hidden_act",
-    "repeat_bias", "gru_hidden_size", "mask_prob",
-)
 
 
 @dataclass(frozen=True)
@@ -78,7 +73,7 @@ class Backbone:
             ValueError: for a backbone-specific argument (e.g. ``mask_prob``) set for a backbone that does not take it,
                 or ``semantic_dims`` without ``fusion="semantic_nullspace"`` and item texts.
         """
-        foreign = [name for name in BACKBONE_SPECIFIC_ARGUMENTS
+        foreign = [name for name in backbone_specific_arguments()
                    if getattr(args, name) is not None and name not in self.hyperparameters]
         if foreign:
             raise ValueError(f"--{foreign[0]} does not apply to the {self.name} backbone; leave it out")
@@ -104,6 +99,15 @@ BACKBONES: dict[str, Backbone] = {}
 def register_backbone(backbone: Backbone) -> None:
     """Make a backbone available to ``--backbone NAME``."""
     BACKBONES[backbone.name] = backbone
+
+
+def backbone_specific_arguments() -> list[str]:
+    """The ``ModelArguments`` fields that default to None and that some registered backbone takes and another does
+    not: set for a backbone that does not take it, such an argument is a mistake (a field with a default of its own,
+    e.g. ``num_attention_heads``, is set whether or not the user gave it)."""
+    taken = [set(backbone.hyperparameters) for backbone in BACKBONES.values()]
+    by_some = set().union(*taken) - set.intersection(*taken)
+    return [field.name for field in fields(ModelArguments) if field.default is None and field.name in by_some]
 
 
 def get_backbone(name: str) -> Backbone:
