@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# Write every table of benchmarks/results/<dataset>/ from the run records of `benchmarks/experiment.py run`
+# (default: outputs/experiments/<dataset>/runs*), then `python benchmarks/write_readme_results.py` for README.
+# Each table lists the settings that were run; a setting is a candidate only once all its seeds are done.
+set -eu
+cd "$(dirname "$0")/.."
+PY=${PYTHON:-python}
+E=${EXPERIMENTS:-outputs/experiments}
+END='repeat score + item dropout 0.2 + positions from the end'
+BEAUTY_SETTINGS="reference,repeat score,repeat score + dropout 0.3,repeat score + dropout 0.5,repeat score + hidden 256"
+BEAUTY_SETTINGS+=",repeat score + item dropout 0.2,repeat score + dropout 0.5 + item dropout 0.2"
+BEAUTY_SETTINGS+=",repeat score + hidden 256 + item dropout 0.2,$END,$END + 1024 negatives,$END + full softmax"
+BEAUTY_SETTINGS+=",repeat score + fusion init,repeat score + fusion semantic_nullspace,$END + SASRec block"
+collect() { echo "collect $*" >&2; $PY benchmarks/experiment.py collect "$@" > /dev/null; }
+collect --config benchmarks/configs/beauty_sasrec.yaml \
+  --variants id-only,metadata,signals,signals+metadata,attributes,metadata+attributes,scenario,intent,topic \
+  --settings "$BEAUTY_SETTINGS" --runs $E/amazon_beauty/runs --name beauty_sasrec_study
+collect --config benchmarks/configs/beauty_sasrec.yaml --variants signals+metadata \
+  --settings "repeat score + fusion init,$END,$END + 1024 negatives" --runs $E/amazon_beauty/runs-v2 --name beauty_sasrec_v2_variants
+collect --config benchmarks/configs/beauty_gru4rec.yaml --variants id-only --settings reference \
+  --runs $E/amazon_beauty/runs --name beauty_gru4rec_id_only
+collect --config benchmarks/configs/beauty_bert4rec.yaml --variants id-only --settings 'mask 0.2,mask 0.4,mask 0.6' \
+  --runs $E/amazon_beauty/runs --name beauty_bert4rec_id_only
+collect --config benchmarks/configs/toys_sasrec.yaml --variants id-only,metadata \
+  --settings "reference,repeat score,repeat score + dropout 0.5,$END,$END + 1024 negatives,repeat score + fusion init" \
+  --runs $E/amazon_toys/runs --name toys_sasrec_study
+collect --config benchmarks/configs/sports_sasrec.yaml --variants id-only --settings "repeat score,$END" \
+  --runs $E/amazon_sports/runs --name sports_sasrec_id_only
+echo "tables written under benchmarks/results/"
