@@ -84,8 +84,31 @@ def gain(data, variant):
 v2_row, meta_row = row(v2, "signals+metadata"), row(beauty, "metadata")
 gain_v2 = f"{100 * (v2_row['test']['recall@20'] / ib['test']['recall@20'] - 1):+.1f}%"
 v2_vs_metadata = f"{100 * (v2_row['test']['recall@20'] / meta_row['test']['recall@20'] - 1):+.1f}%"
-v2_end_done = any(e["setting"] == END and len(e.get("seeds", [])) == 3 for e in v2["settings"])
-v2_also = " and the `signals+metadata` of signals v2 were" if v2_end_done else " was"
+
+
+def candidates(data, variant, backbone="sasrec"):
+    """The settings ``variant`` ran over every seed, in grid order."""
+    return [e["setting"] for e in data["settings"]
+            if e["variant"] == variant and e["backbone"] == backbone and not e.get("missing_seeds") and e.get("seeds")]
+
+
+def short(setting):
+    return setting.replace(END, "RecTools options").replace("repeat score + ", "")
+
+
+candidates_by_variant = "; ".join(
+    f"`{variant}`{' (signals v2)' if data is v2 else ''}: " + ", ".join(short(name) for name in candidates(data, variant))
+    for data, variant in [(beauty, r["variant"]) for r in beauty["rows"]] + [(v2, "signals+metadata")]
+    if candidates(data, variant)
+) + " (\"RecTools options\": item dropout 0.2 and positions from the end, with the repeat score)"
+full_softmax_done = END + " + full softmax" in candidates(beauty, "id-only")
+NOT_RUN = [
+    "the text variants other than `metadata` and signals v2 + metadata with the RecTools options",
+    "negatives per position with the RecTools options", "patience 50", "the `gate` and `multiview` fusions",
+    "user signals", "the remaining seeds of the SASRec authors' block" + ("" if full_softmax_done else " and of the full softmax"),
+    "1024 negatives on Sports", "text variants of GRU4Rec and BERT4Rec",
+]
+not_run = ", ".join(NOT_RUN)
 if Path("benchmarks/results/amazon_beauty/beauty_sasrec_complete_run_two_threads.json").exists():
     complete_row = row(load("amazon_beauty/beauty_sasrec_complete_run_two_threads.json"), "id-only")
     complete_sentence = f"""Alone on the machine, two
@@ -144,7 +167,7 @@ What the tables say. Two options of RecTools' SASRec, the implementation eSASRec
 SASRec on validation: dropping out the item-table rows a training step reads and scores (`--item_dropout_prob 0.2`)
 and counting positions from the most recent item (`--position_order from_end`). Beauty's mean validation NDCG@10:
 {setting_validation(beauty, 'repeat score + dropout 0.5')} with dropout 0.5 (the earlier choice), {setting_validation(beauty, 'repeat score + item dropout 0.2')} with item dropout,
-{setting_validation(beauty, 'repeat score + item dropout 0.2 + positions from the end')} with positions from the end as well, {setting_validation(beauty, 'repeat score + item dropout 0.2 + positions from the end + 1024 negatives')} with 1024 negatives per sequence on top; item dropout
+{setting_validation(beauty, 'repeat score + item dropout 0.2 + positions from the end')} with positions from the end as well, {setting_validation(beauty, 'repeat score + item dropout 0.2 + positions from the end + 1024 negatives')} with 1024 negatives per sequence on top, {setting_validation(beauty, END + ' + full softmax')} with the softmax over every item instead; item dropout
 with dropout 0.5 ({setting_validation(beauty, 'repeat score + dropout 0.5 + item dropout 0.2')}) or with 256 factors ({setting_validation(beauty, 'repeat score + hidden 256 + item dropout 0.2')}) did worse than with dropout 0.2. Toys:
 {setting_validation(toys, 'repeat score')} with the repeat score, {setting_validation(toys, 'repeat score + item dropout 0.2 + positions from the end')} with item dropout and positions from the end, {setting_validation(toys, 'repeat score + item dropout 0.2 + positions from the end + 1024 negatives')} with 1024 negatives on top.
 The SASRec authors' block (RecTools' `SASRecTransformerLayer`: `--residual_from_norm true --hidden_act relu
@@ -155,21 +178,17 @@ split (`blondered/transformer_benchmark`; negatives per position, patience 50; i
 256 factors, its README 64), the chosen ID-only models reach {pct(ib['test']['recall@10'], 0.0921)} / {pct(ib['test']['ndcg@10'], 0.0531)} of its Beauty
 Recall@10 / NDCG@10 (0.0921 / 0.0531), {pct(it['test']['recall@10'], 0.0970)} / {pct(it['test']['ndcg@10'], 0.0580)} on Toys (0.0970 / 0.0580) and
 {pct(isp['test']['recall@10'], 0.0569)} / {pct(isp['test']['ndcg@10'], 0.0314)} on Sports (0.0569 / 0.0314; validation NDCG@10 {setting_validation(sports, 'repeat score')} with the repeat score,
-{setting_validation(sports, END)} with item dropout and positions from the end).
+{setting_validation(sports, END)} with item dropout and positions from the end). With the metadata text (not eSASRec's setting, which reads item ids only), the chosen Beauty SASRec reaches
+{row(beauty, 'metadata')['test']['recall@10']:.4f} / {row(beauty, 'metadata')['test']['ndcg@10']:.4f} ({pct(row(beauty, 'metadata')['test']['recall@10'], 0.0921)} / {pct(row(beauty, 'metadata')['test']['ndcg@10'], 0.0531)}).
 
-On Beauty, the `metadata` variant{v2_also} also run with item dropout and
-positions from the end (256 negatives); the other text variants only with the earlier settings (the repeat score,
-dropout 0.5, the `init` and `semantic_nullspace` fusions), so their "vs ID-only" compares each with an ID-only model
-chosen from a wider grid. Against the validation-chosen ID-only models: the metadata text {gain(beauty, 'metadata')} test Recall@20 on
+Settings each Beauty SASRec variant ran over all 3 seeds (its candidates): {candidates_by_variant}. A variant with
+fewer candidates than ID-only is compared with an ID-only model chosen from a wider grid. Against the validation-chosen ID-only models: the metadata text {gain(beauty, 'metadata')} test Recall@20 on
 Beauty ({row(beauty, 'metadata')['setting']['name']}), {gain(toys, 'metadata')} on Toys (earlier settings only); signals v2 + metadata {gain_v2} on Beauty
 ({row(v2, 'signals+metadata')['setting']['name']}), that is {v2_vs_metadata} against the metadata alone. The signals of SmolLM2-135M add nothing the metadata
 text does not already carry: every variant that adds them to the metadata (as text, fused by `add`, `init` or
 `semantic_nullspace`, or as learned attribute ids; v1 or v2) ranks below the metadata alone. Without the metadata,
 against the ID-only model: the three signals {gain(beauty, 'signals')}, one kind alone {gain(beauty, 'scenario')} / {gain(beauty, 'intent')} / {gain(beauty, 'topic')} (scenario / intent / topic),
-as attribute ids {gain(beauty, 'attributes')}. Not yet run under this protocol: the other text variants with the new options and
-any text variant with 1024 negatives, negatives per position and full softmax with the new options, patience 50,
-the `gate` and `multiview` fusions, user signals, the remaining seeds of BERT4Rec's mask 0.2 / 0.4 and of the SASRec
-authors' block, 1024 negatives on Sports, and text variants of GRU4Rec and BERT4Rec. The tables of earlier protocols are kept as history in `benchmarks/results/archive/`; no claim rests on them.
+as attribute ids {gain(beauty, 'attributes')}. Not yet run under this protocol: {not_run}. The tables of earlier protocols are kept as history in `benchmarks/results/archive/`; no claim rests on them.
 
 The validation-chosen Beauty SASRec, as one command:
 
