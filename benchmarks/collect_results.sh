@@ -17,7 +17,7 @@ collect --config benchmarks/configs/beauty_sasrec.yaml \
   --settings "$BEAUTY_SETTINGS" --runs $E/amazon_beauty/runs --name beauty_sasrec_study
 collect --config benchmarks/configs/beauty_sasrec.yaml --variants signals+metadata \
   --settings "repeat score + fusion init,$END,$END + 1024 negatives" --runs $E/amazon_beauty/runs-v2 --name beauty_sasrec_v2_variants
-collect --config benchmarks/configs/beauty_gru4rec.yaml --variants id-only --settings reference \
+collect --config benchmarks/configs/beauty_gru4rec.yaml --variants id-only --settings 'reference,dropout 0.1' \
   --runs $E/amazon_beauty/runs --name beauty_gru4rec_id_only
 collect --config benchmarks/configs/beauty_bert4rec.yaml --variants id-only --settings 'mask 0.2,mask 0.4,mask 0.6' \
   --runs $E/amazon_beauty/runs --name beauty_bert4rec_id_only
