@@ -4,8 +4,8 @@ over the 22,363 test users (all 12,101 items ranked), for the strong ID-only SAS
 
     python benchmarks/bench_train.py                                 # ID-only SASRec, negatives drawn per position,
                                                                      # per sequence and per batch; 2 epochs, 3 passes
-    python benchmarks/bench_train.py --variants id-per-sequence-repeat-item-dropout-from-end-1024  # the validation-
-                                                                     # chosen Beauty SASRec
+    python benchmarks/bench_train.py --variants id-per-sequence-repeat-item-dropout-from-end-full-softmax  # the
+                                                                     # validation-chosen Beauty SASRec
     python benchmarks/bench_train.py --dataset /tmp/h5/beauty        # a folder written by `lamar prepare`
     python benchmarks/bench_train.py --variants id,signals+metadata  # also a 4-text fused model
     python benchmarks/bench_train.py --profile                       # also torch.profiler's table of one epoch
@@ -164,7 +164,7 @@ def main() -> None:
                         help="id (negatives per position), id-per-sequence, id-per-batch (one negative draw per sequence or "
                         "per batch), id-per-sequence-256 (hidden 256), id-per-sequence-repeat (with the learned repeat score), "
                         "id-per-sequence-repeat-item-dropout(-from-end(-1024)) (and item dropout 0.2, positions from the end, "
-                        "1024 negatives) "
+                        "1024 negatives; -full-softmax: the softmax over every item instead) "
                         "and/or signals+metadata")
     parser.add_argument("--threads", type=int, default=1,
                         help="torch threads (default 1: where other processes share the cores, a second thread "
@@ -197,6 +197,9 @@ def main() -> None:
         "id-per-sequence-repeat-item-dropout-from-end": ModelArguments(**item_dropout, position_order="from_end"),
         "id-per-sequence-repeat-item-dropout-from-end-1024": ModelArguments(
             **(item_dropout | {"num_negatives": 1024}), position_order="from_end"
+        ),
+        "id-per-sequence-repeat-item-dropout-from-end-full-softmax": ModelArguments(
+            **(item_dropout | {"loss_type": "ce"}), position_order="from_end"
         ),
         "signals+metadata": ModelArguments(**BASELINE, signals="scenario,intent,topic", use_metadata=True, fusion="add"),
     }
