@@ -104,9 +104,8 @@ candidates_by_variant = "; ".join(
     if candidates(data, variant)
 ) + " (\"RecTools options\": item dropout 0.2 and positions from the end, with the repeat score)"
 with_metadata = [row(beauty, "signals+metadata"), row(beauty, "metadata+attributes"), row(v2, "signals+metadata")]
-metadata_row = row(beauty, "metadata")
-below = all(r["validation"]["ndcg@10"] < metadata_row["validation"]["ndcg@10"]
-            and r["test"]["recall@20"] < metadata_row["test"]["recall@20"] for r in with_metadata)
+below = all(r["validation"]["ndcg@10"] < meta_row["validation"]["ndcg@10"]
+            and r["test"]["recall@20"] < meta_row["test"]["recall@20"] for r in with_metadata)
 signals_over_metadata = (
     "The signals of SmolLM2-135M add nothing the metadata text does not already carry: every variant that adds them to "
     "the metadata (signals v1 or v2 as text, or v1 as learned attribute ids) is below the metadata alone in validation "
