@@ -8,6 +8,7 @@ import textwrap
 
 import pytest
 import torch
+import torch.nn.functional as F
 from transformers import AutoConfig, AutoModel
 
 import lamar_hf.models  # noqa: F401  (registers the auto classes)
@@ -358,8 +359,8 @@ def test_config_and_text_embeddings_are_checked():
 
 
 def test_repeat_bias_ranks_the_same_without_gradients_for_histories_with_repeats():
-    """Ranking (no gradients) shifts the history in place; training builds a mask: both give the same scores, and an
-    item read twice is shifted once."""
+    """Ranking (no gradients) and training (gradients) shift the history by different code: both give the same
+    scores, and an item read twice is shifted once."""
     model = tester.get_model(repeat_bias=True).eval()
     with torch.no_grad():
         model.repeat_score.fill_(-2.5)
@@ -375,6 +376,30 @@ def test_repeat_bias_ranks_the_same_without_gradients_for_histories_with_repeats
     assert sorted((shift[0] != 0).nonzero().flatten().add(1).tolist()) == [3, 5]
     torch.testing.assert_close(shift[0, 2], torch.tensor(-2.5))
     assert sorted((shift[1] != 0).nonzero().flatten().add(1).tolist()) == [2, 4, 7, 9]
+
+
+def test_the_full_softmax_gives_the_repeat_score_one_gradient_per_distinct_item_read():
+    """The full-softmax loss's gradient of the repeat score is that of adding it once to each distinct item a
+    position has read (items read two and three times included), computed here from a mask built by hand."""
+    model = tester.get_model(repeat_bias=True, loss_type="ce").eval()  # eval: no dropout; gradients still on
+    with torch.no_grad():
+        model.repeat_score.fill_(0.7)
+    input_ids = torch.tensor([[3, 5, 3, 3, 6, 0], [7, 2, 7, 9, 2, 4]])
+    labels = torch.tensor([[5, 3, 3, 6, 1, -100], [2, 7, 9, 2, 4, 8]])
+    model(input_ids, labels=labels).loss.backward()
+    rows, positions = (labels != -100).nonzero(as_tuple=True)
+    with torch.no_grad():
+        model.repeat_score.zero_()
+        hidden = model(input_ids, labels=labels, output_hidden_states=True).last_hidden_state
+        plain = hidden[rows, positions] @ model.item_table().T
+    read = torch.zeros_like(plain, dtype=torch.bool)
+    for query, (row, position) in enumerate(zip(rows.tolist(), positions.tolist())):
+        read[query, input_ids[row, : position + 1]] = True
+    read[:, 0] = False
+    score = torch.tensor(0.7, requires_grad=True)
+    shifted = (plain + score * read).index_fill(1, torch.tensor([0]), float("-inf"))
+    F.cross_entropy(shifted, labels[rows, positions]).backward()
+    torch.testing.assert_close(model.repeat_score.grad, score.grad)
 
 
 @pytest.mark.parametrize(("loss_type", "negative_sharing"), [("ce", "position"), ("sampled_softmax", "position"),

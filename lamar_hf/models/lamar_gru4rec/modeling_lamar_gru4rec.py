@@ -50,6 +50,16 @@ def gather_rows(table: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
     return table.index_select(0, ids.reshape(-1)).view(*ids.shape, table.shape[-1])
 
 
+# Copied from lamar_hf.models.lamar_sasrec.modeling_lamar_sasrec.score_all_items
+def score_all_items(queries: torch.Tensor, item_table: torch.Tensor) -> torch.Tensor:
+    """``[len(queries), len(item_table)]``: each query's score of every item, padding (item 0) at -inf so that it is
+    never recommended. The -inf comes with the product (``addmm``'s bias): assigning it to column 0 afterwards would,
+    under autograd, copy the whole gradient of the scores in the backward pass."""
+    padding = queries.new_zeros(item_table.shape[0])
+    padding[0] = float("-inf")
+    return torch.addmm(padding, queries, item_table.T)
+
+
 @dataclass
 class LamarGRU4RecOutput(ModelOutput):
     """Output of [`LamarGRU4RecModel`].
@@ -374,8 +384,7 @@ class LamarGRU4RecModel(LamarGRU4RecPreTrainedModel):
         if self.config.loss_type != "ce" and targets is not None:
             loss = self._sampled_loss(queries, targets, item_rows, query_rows)
         if not (self.training and loss is not None):
-            logits = queries @ item_table.T
-            logits[:, 0] = float("-inf")  # padding is never recommended
+            logits = score_all_items(queries, item_table)
             if targets is not None and loss is None:
                 loss = F.cross_entropy(logits, targets)
         return LamarGRU4RecOutput(

@@ -47,6 +47,15 @@ def gather_rows(table: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
     return table.index_select(0, ids.reshape(-1)).view(*ids.shape, table.shape[-1])
 
 
+def score_all_items(queries: torch.Tensor, item_table: torch.Tensor) -> torch.Tensor:
+    """``[len(queries), len(item_table)]``: each query's score of every item, padding (item 0) at -inf so that it is
+    never recommended. The -inf comes with the product (``addmm``'s bias): assigning it to column 0 afterwards would,
+    under autograd, copy the whole gradient of the scores in the backward pass."""
+    padding = queries.new_zeros(item_table.shape[0])
+    padding[0] = float("-inf")
+    return torch.addmm(padding, queries, item_table.T)
+
+
 @dataclass
 class LamarSASRecOutput(ModelOutput):
     """Output of [`LamarSASRecModel`].
@@ -431,13 +440,16 @@ class LamarSASRecModel(LamarSASRecPreTrainedModel):
             loss = self._sampled_loss(queries, targets, item_rows, rows, repeat_shift)
         if not (self.training and loss is not None):
             history = self._items_read(input_ids, rows, positions) if self.repeat_score is not None else None
-            logits = queries @ item_table.T
-            if history is not None and torch.is_grad_enabled():  # an item read twice still gets one shift's gradient
-                in_history = torch.zeros_like(logits, dtype=torch.bool).scatter_(1, history, True)
-                logits = logits + self.repeat_score * in_history
+            logits = score_all_items(queries, item_table)
+            if history is not None and torch.is_grad_enabled():
+                # In place, as when ranking: a dense [rows, items] mask cost half of a full-softmax epoch. Each item
+                # once per row, so that an item read twice gets one shift and one shift's gradient; the repeats
+                # become padding, which stays at -inf.
+                history = history.sort(dim=1).values
+                history[:, 1:] = history[:, 1:].masked_fill(history[:, 1:] == history[:, :-1], 0)
+                logits.scatter_add_(1, history, self.repeat_score.expand(history.shape))
             elif history is not None:  # ranking: in place, no [rows, items] mask (a third of a full-ranking pass)
                 logits.scatter_(1, history, logits.gather(1, history) + self.repeat_score)
-            logits[:, 0] = float("-inf")  # padding is never recommended
             if targets is not None and loss is None:
                 loss = F.cross_entropy(logits, targets)
         return LamarSASRecOutput(
