@@ -16,7 +16,13 @@ collect --config benchmarks/configs/beauty_sasrec.yaml \
   --variants id-only,metadata,signals,signals+metadata,attributes,metadata+attributes,scenario,intent,topic \
   --settings "$BEAUTY_SETTINGS" --runs $E/amazon_beauty/runs --name beauty_sasrec_study
 collect --config benchmarks/configs/beauty_sasrec.yaml --variants signals+metadata \
-  --settings "repeat score + fusion init,$END,$END + 1024 negatives" --runs $E/amazon_beauty/runs-v2 --name beauty_sasrec_v2_variants
+  --settings "repeat score + fusion init,$END,$END + 1024 negatives,$END + full softmax,$END + 1024 negatives + fusion multiview" \
+  --runs $E/amazon_beauty/runs-v2 --name beauty_sasrec_v2_variants
+# Complete runs to early stopping, each alone on the machine with two threads (seed 0): the speed of a whole run.
+collect --config benchmarks/configs/beauty_sasrec.yaml --variants id-only --settings "$END + 1024 negatives" --seeds 0 \
+  --runs $E/amazon_beauty/runs-speed2 --name beauty_sasrec_complete_run_two_threads
+collect --config benchmarks/configs/beauty_sasrec.yaml --variants id-only --settings "$END + full softmax" --seeds 0 \
+  --runs $E/amazon_beauty/runs-speed-full-softmax --name beauty_sasrec_complete_run_full_softmax_two_threads
 collect --config benchmarks/configs/beauty_gru4rec.yaml --variants id-only --settings 'reference,dropout 0.1' \
   --runs $E/amazon_beauty/runs --name beauty_gru4rec_id_only
 collect --config benchmarks/configs/beauty_bert4rec.yaml --variants id-only --settings 'mask 0.2,mask 0.4,mask 0.6' \

@@ -121,14 +121,31 @@ NOT_RUN = [
     "1024 negatives on Sports", "text variants of GRU4Rec and BERT4Rec",
 ]
 not_run = ", ".join(NOT_RUN)
-if Path("benchmarks/results/amazon_beauty/beauty_sasrec_complete_run_two_threads.json").exists():
-    complete_row = row(load("amazon_beauty/beauty_sasrec_complete_run_two_threads.json"), "id-only")
-    complete_sentence = f"""Alone on the machine, two
-threads are faster: the Beauty setting `{complete_row['setting']['name']}`, seed {complete_row['seeds'][0]}, trained to early stopping in {complete_row['epochs'][0]:g} epochs and
-{complete_row['train_seconds'][0]:.0f} s of wall time with two threads on the 2-core AMD EPYC (validation included;
-`benchmarks/results/amazon_beauty/beauty_sasrec_complete_run_two_threads.json`)."""
-else:
-    complete_sentence = ""
+def complete_run(name):
+    """The sentence of a complete run to early stopping (``amazon_beauty/<name>.json``), or None if not run."""
+    if not (R / f"amazon_beauty/{name}.json").exists():
+        return None
+    data = load(f"amazon_beauty/{name}.json")
+    r = row(data, "id-only")
+    return (f"`{r['setting']['name']}` (seed {r['seeds'][0]}) trained to early stopping in {r['epochs'][0]:g} epochs and "
+            f"{r['train_seconds'][0]:.0f} s on the {data['device']} (`benchmarks/results/amazon_beauty/{name}.json`)")
+
+def bench_epoch(name):
+    """Seconds per training epoch and per full-ranking pass of ``benchmarks/results/<name>``'s first variant."""
+    data = load(name)
+    r = data["results"][0]
+    return (f"{r['epoch_seconds_median']:.1f} s per epoch and {r['evaluation_seconds_median']:.1f} s per full-ranking pass "
+            f"with {data['machine']['torch_threads']} threads on the {data['machine']['cpu']} (`benchmarks/results/{name}`)")
+
+complete_runs = [c for c in (complete_run("beauty_sasrec_complete_run_full_softmax_two_threads"),
+                             complete_run("beauty_sasrec_complete_run_two_threads")) if c]
+complete_sentence = (
+    "Alone on the machine, two threads are faster. With two threads and validation after every epoch, "
+    + "; ".join(complete_runs) + ". One epoch of the full softmax (`benchmarks/bench_train.py --variants "
+    "id-per-sequence-repeat-item-dropout-from-end-full-softmax --threads 2`): "
+    + bench_epoch("bench_train_full_softmax_2threads.json") + "; with 1024 negatives: "
+    + bench_epoch("bench_train_2threads.json") + "."
+) if complete_runs else ""
 
 text = f"""## Results (settings chosen on validation)
 
