@@ -10,9 +10,13 @@ import pytest
 from datasets import Dataset, load_dataset
 
 from lamar_hf.enrich.attributes import (
+    assign_attributes,
+    attributes_centres_file,
     attributes_sidecar,
+    cluster_column,
     embed_phrases,
     kmeans,
+    read_attribute_centres,
     read_attribute_provenance,
     signal_attributes,
     write_attributes,
@@ -63,7 +67,7 @@ def read(path) -> Dataset:
 
 
 def test_same_phrase_same_id_ids_in_range_and_unusable_rows_get_zero(signals_parquet, encoder):
-    table, provenance = signal_attributes(read(signals_parquet), clusters=3, encoder=encoder, progress=False)
+    table, provenance, _ = signal_attributes(read(signals_parquet), clusters=3, encoder=encoder, progress=False)
     rows = table.to_list()
     assert table.column_names[-3:] == ["scenario_cluster", "intent_cluster", "topic_cluster"]
     assert table.features["scenario_cluster"].dtype == "int32"
@@ -90,12 +94,12 @@ def test_same_phrase_same_id_ids_in_range_and_unusable_rows_get_zero(signals_par
 
 
 def test_rerun_with_the_same_seed_is_identical_whatever_the_row_order(signals_parquet, encoder):
-    first, provenance = signal_attributes(read(signals_parquet), clusters=4, seed=7, encoder=encoder, progress=False)
-    again, provenance_again = signal_attributes(read(signals_parquet), clusters=4, seed=7, encoder=encoder,
+    first, provenance, _ = signal_attributes(read(signals_parquet), clusters=4, seed=7, encoder=encoder, progress=False)
+    again, provenance_again, _ = signal_attributes(read(signals_parquet), clusters=4, seed=7, encoder=encoder,
                                                 progress=False)
     assert again.to_list() == first.to_list() and provenance_again == provenance
     shuffled = read(signals_parquet).shuffle(seed=3)
-    reordered, _ = signal_attributes(shuffled, clusters=4, seed=7, encoder=encoder, progress=False)
+    reordered, _, _ = signal_attributes(shuffled, clusters=4, seed=7, encoder=encoder, progress=False)
     ids = {row["item_id"]: row["scenario_cluster"] for row in first.to_list()}
     assert {row["item_id"]: row["scenario_cluster"] for row in reordered.to_list()} == ids
 
@@ -115,7 +119,7 @@ def test_kmeans_finds_weighted_centres_and_is_seeded():
 
 def test_more_clusters_than_distinct_phrases_are_capped_with_a_warning(signals_parquet, encoder, caplog):
     with caplog.at_level(logging.WARNING, logger="lamar_hf.enrich.attributes"):
-        table, provenance = signal_attributes(read(signals_parquet), kinds=["topic"], clusters=64, encoder=encoder,
+        table, provenance, _ = signal_attributes(read(signals_parquet), kinds=["topic"], clusters=64, encoder=encoder,
                                               progress=False)
     figures = provenance["kinds"]["topic"]
     assert figures["distinct_phrases"] == 3 and figures["clusters"] == 3 and provenance["requested_clusters"] == 64
@@ -137,12 +141,12 @@ def test_bad_input_gets_clear_errors(signals_parquet, encoder):
         signal_attributes(table.select([]), encoder=encoder, progress=False)
     # A kind without a single usable phrase is all zeros, not an error.
     nothing = table.map(lambda row: {"status": "invalid"})
-    result, provenance = signal_attributes(nothing, kinds=["intent"], encoder=encoder, progress=False)
+    result, provenance, _ = signal_attributes(nothing, kinds=["intent"], encoder=encoder, progress=False)
     assert set(result["intent_cluster"]) == {0} and provenance["kinds"]["intent"]["clusters"] == 0
 
 
 def test_write_attributes_is_atomic_and_carries_the_provenance(signals_parquet, encoder, tmp_path):
-    table, provenance = signal_attributes(read(signals_parquet), clusters=3, encoder=encoder, progress=False)
+    table, provenance, _ = signal_attributes(read(signals_parquet), clusters=3, encoder=encoder, progress=False)
     out = tmp_path / "out" / "signals-attributes.parquet"
     assert write_attributes(table, provenance, out) == out
     assert read_attribute_provenance(out) == provenance
@@ -176,8 +180,8 @@ def test_lamar_attributes_command(signals_parquet, tmp_path, capsys):
     args = ["attributes", "--signals", str(signals_parquet), "--clusters", "3", "--out", str(out),
             "--embedding-cache", str(tmp_path / "cache.safetensors")]
     assert main(args) == 0
-    assert "scenario_cluster: 3 clusters over 10 distinct phrases, 13 rows (6 without a usable signal get 0)" in \
-        capsys.readouterr().out
+    assert "scenario_cluster: 10 distinct phrases clustered into 3 clusters, 13 rows (6 without a usable signal get " \
+        "0)" in capsys.readouterr().out
     written = read(out)
     provenance = read_attribute_provenance(out)
     assert provenance["source"] == str(signals_parquet) and provenance["requested_clusters"] == 3
@@ -198,9 +202,90 @@ def test_a_signals_table_with_attribute_ids_is_analysed_and_summarised_as_signal
     from lamar_hf.enrich.analysis import analyze_signals, signal_names
     from lamar_hf.hub.dataset import provenance_summary
 
-    table, _ = signal_attributes(read(signals_parquet), clusters=3, encoder=encoder, progress=False)
+    table, _, _ = signal_attributes(read(signals_parquet), clusters=3, encoder=encoder, progress=False)
     names = signal_names(table.column_names)
     assert names == ["scenario", "intent", "topic"]
     figures = analyze_signals(table)
     assert set(figures["signals"]) == {"scenario", "intent", "topic"}
     assert not any(column.endswith("_cluster") for column in provenance_summary(table, names))
+
+
+def new_item_rows() -> list[dict]:
+    """Items that were not clustered: new phrases near one group each, a phrase clustered before, an unusable row."""
+    base = signal_rows()[0]
+    phrases = [("getting a pedicure before a wedding", "nails"), ("rinsing hair dye out in the shower", "hair"),
+               ("a face cream against dry winter skin", "skin"), (NAILS[1], "nails"), (None, None)]
+    return [{**base, "item_id": 100 + number, "scenario": phrase, "status": "ok" if phrase else "unavailable"}
+            for number, (phrase, _) in enumerate(phrases)]
+
+
+def test_published_centres_give_clustered_phrases_their_ids_and_new_phrases_the_nearest(signals_parquet, encoder,
+                                                                                         tmp_path):
+    table, provenance, centres = signal_attributes(read(signals_parquet), clusters=3, encoder=encoder, progress=False)
+    assert {kind: value.shape for kind, value in centres.items()} == {
+        kind: (figures["clusters"], 384) for kind, figures in provenance["kinds"].items()}
+    out = tmp_path / "signals-attributes.parquet"
+    write_attributes(table, provenance, out, centres=centres)
+    stored, made_with = read_attribute_centres(attributes_centres_file(out))
+    assert made_with == provenance["encoder"] and set(stored) == set(centres)
+    assert all(np.array_equal(stored[kind], centres[kind]) for kind in centres)
+
+    again, assigned = assign_attributes(read(signals_parquet), attributes_centres_file(out), encoder=encoder,
+                                        progress=False)
+    for kind in ("scenario", "intent", "topic"):
+        assert list(again[cluster_column(kind)]) == list(table[cluster_column(kind)]), kind
+    assert assigned["assigned_from"] == str(attributes_centres_file(out))
+
+    scenario_id = {row["scenario"]: row["scenario_cluster"] for row in table.to_list() if row["scenario_cluster"]}
+    new, _ = assign_attributes(new_item_rows(), stored, kinds=["scenario"], encoder=encoder, progress=False)
+    expected = [scenario_id[NAILS[0]], scenario_id[HAIR[0]], scenario_id[SKIN[0]], scenario_id[NAILS[1]], 0]
+    assert list(new["scenario_cluster"]) == expected and len(set(expected[:3])) == 3
+    assert "scenario_cluster" in new.column_names and "intent_cluster" not in new.column_names
+
+
+def test_assigning_refuses_centres_that_do_not_fit(signals_parquet, encoder, tmp_path):
+    table, provenance, centres = signal_attributes(read(signals_parquet), clusters=3, encoder=encoder, progress=False)
+    with pytest.raises(ValueError, match="has no centres for 'mood'"):
+        assign_attributes(new_item_rows(), centres, kinds=["mood"], encoder=encoder, progress=False)
+    with pytest.raises(ValueError, match=r"the scenario centres have shape \(3, 5\), expected \[clusters, 384\]"):
+        assign_attributes(new_item_rows(), {"scenario": np.zeros((3, 5))}, encoder=encoder, progress=False)
+    with pytest.raises(ValueError, match="no such centres file"):
+        assign_attributes(new_item_rows(), tmp_path / "missing.attributes.safetensors", encoder=encoder)
+    other = tmp_path / "other-encoder.parquet"
+    write_attributes(table, {**provenance, "encoder": "someone/another-encoder"}, other, centres=centres)
+    with pytest.raises(ValueError, match="made with the encoder someone/another-encoder"):
+        assign_attributes(new_item_rows(), attributes_centres_file(other), encoder=encoder, progress=False)
+    not_centres = tmp_path / "plain.safetensors"
+    from safetensors.numpy import save_file
+
+    save_file({"scenario": np.zeros((3, 384), dtype=np.float32)}, str(not_centres))
+    with pytest.raises(ValueError, match="not attribute centres"):
+        read_attribute_centres(not_centres)
+    # A table written again without centres takes the old centres file with it: they describe ids it does not hold.
+    write_attributes(table, provenance, other, overwrite=True)
+    assert not attributes_centres_file(other).exists()
+
+
+def test_lamar_attributes_assigns_new_items_to_published_centres(signals_parquet, tmp_path, capsys):
+    from lamar_hf.cli import main
+
+    clustered = tmp_path / "clustered.parquet"
+    assert main(["attributes", "--signals", str(signals_parquet), "--clusters", "3", "--out", str(clustered),
+                 "--no-embedding-cache"]) == 0
+    assert attributes_centres_file(clustered).is_file()
+    new_items = tmp_path / "new-items.parquet"
+    Dataset.from_list(new_item_rows(), features=signal_features(["scenario", "intent", "topic"])).to_parquet(
+        str(new_items))
+    capsys.readouterr()
+    out = tmp_path / "new-items-attributes.parquet"
+    assert main(["attributes", "--signals", str(new_items), "--centres", str(attributes_centres_file(clustered)),
+                 "--out", str(out), "--no-embedding-cache"]) == 0
+    assert "scenario_cluster: 4 distinct phrases assigned to the nearest of 3 clusters, 4 rows (1 without a usable " \
+           "signal get 0)" in capsys.readouterr().out
+    ids = {row["scenario"]: row["scenario_cluster"] for row in read(clustered).to_list()}
+    assert list(read(out)["scenario_cluster"])[3:] == [ids[NAILS[1]], 0]
+    assert read_attribute_provenance(out)["assigned_from"] == str(attributes_centres_file(clustered))
+    assert not attributes_centres_file(out).exists()  # assigned ids publish no centres of their own
+    assert main(["attributes", "--signals", str(new_items), "--centres", str(tmp_path / "nothing.safetensors"),
+                 "--out", str(tmp_path / "never.parquet")]) == 2
+    assert "no such centres file" in capsys.readouterr().err and not (tmp_path / "never.parquet").exists()

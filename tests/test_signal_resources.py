@@ -58,3 +58,23 @@ def test_beauty_v1_attribute_ids_extend_v1_with_one_cluster_id_per_usable_signal
         sizes = Counter(row[column] for row in rows.values() if row[column])
         assert sizes == {int(cluster): size for cluster, size in provenance["kinds"][kind]["sizes"].items()}
         assert provenance["kinds"][kind]["unusable_rows"] == sum(row["status"] == "failed" for row in rows.values())
+
+
+def test_beauty_v1_attribute_centres_give_v1_phrases_back_their_packaged_ids():
+    """The centres published beside v1's attribute ids (64 per kind, MiniLM's 384 dimensions) assign a sample of v1's
+    items the ids the packaged file gives them, so that a new item's phrases can be given ids a trained model reads."""
+    import random
+
+    from lamar_hf.enrich.attributes import assign_attributes, read_attribute_centres
+
+    centres_file = RESOURCES / "amazon_beauty-v1-attributes.attributes.safetensors"
+    centres, encoder = read_attribute_centres(centres_file)
+    assert encoder == "sentence-transformers/all-MiniLM-L6-v2"
+    assert {kind: value.shape for kind, value in centres.items()} == {kind: (64, 384) for kind in SIGNALS}
+    packaged = pq.read_table(RESOURCES / "amazon_beauty-v1-attributes.parquet").to_pylist()
+    sample = random.Random(0).sample(packaged, 60)
+    assert sum(row["status"] == "failed" for row in packaged) and any(row["status"] != "failed" for row in sample)
+    rows = [{key: row[key] for key in ("item_id", "status", *SIGNALS)} for row in sample]
+    assigned, _ = assign_attributes(rows, centres_file, progress=False)
+    for kind in SIGNALS:
+        assert list(assigned[f"{kind}_cluster"]) == [row[f"{kind}_cluster"] for row in sample], kind

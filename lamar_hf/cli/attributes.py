@@ -18,12 +18,19 @@ def add_parser(subparsers) -> None:
     sub = add_command(
         subparsers, "attributes",
         "cluster the scenario / intent / topic phrases into attribute ids 1..k (0: no usable signal)",
-        "lamar attributes --signals outputs/beauty --clusters 64 --out outputs/beauty/signals-attributes.parquet",
+        "lamar attributes --signals outputs/beauty --clusters 64 --out outputs/beauty/signals-attributes.parquet\n"
+        "  lamar attributes --signals new-items.parquet --out new-items-attributes.parquet \\\n"
+        "      --centres outputs/beauty/signals-attributes.attributes.safetensors",
         run)
     sub.add_argument("--signals", required=True, type=Path,
                      help="a signals parquet file, or a folder with signals/*.parquet (lamar enrich --out)")
     sub.add_argument("--out", required=True, type=Path,
-                     help="the parquet file to write (with OUT's name .attributes.json beside it)")
+                     help="the parquet file to write (with OUT's name .attributes.json and .attributes.safetensors, "
+                          "the cluster centres, beside it)")
+    sub.add_argument("--centres", type=Path, default=None,
+                     help="a .attributes.safetensors file of an earlier run: give each phrase the id of its nearest "
+                          "centre there instead of clustering anew (the ids a model trained on that run reads); "
+                          "--clusters, --seed and --max-iterations do not apply")
     sub.add_argument("--clusters", type=int, default=DEFAULT_CLUSTERS,
                      help=f"attribute ids per signal kind (default {DEFAULT_CLUSTERS}); capped, with a warning, at "
                           "the number of distinct phrases of a kind")
@@ -56,7 +63,7 @@ def run(args) -> int:
     import pyarrow.parquet as pq
     from datasets import Dataset
 
-    from ..enrich.attributes import signal_attributes, write_attributes
+    from ..enrich.attributes import assign_attributes, signal_attributes, write_attributes
     from ..text_embeddings import default_text_embeddings_cache
 
     source = signals_file(args.signals)
@@ -72,14 +79,20 @@ def run(args) -> int:
     kinds = [kind.strip() for kind in args.kinds.split(",") if kind.strip()] if args.kinds else None
     cache = None if args.no_embedding_cache else (
         args.embedding_cache or default_text_embeddings_cache("signal_phrases"))
-    result, provenance = signal_attributes(table, kinds=kinds, clusters=args.clusters, seed=args.seed,
-                                           encoder=args.encoder, cache_path=cache, max_iterations=args.max_iterations,
-                                           where=str(source))
+    if args.centres is not None:
+        result, provenance = assign_attributes(table, args.centres, kinds=kinds, encoder=args.encoder,
+                                               cache_path=cache, where=str(source))
+        centres, verb = None, "assigned to the nearest of"
+    else:
+        result, provenance, centres = signal_attributes(
+            table, kinds=kinds, clusters=args.clusters, seed=args.seed, encoder=args.encoder, cache_path=cache,
+            max_iterations=args.max_iterations, where=str(source))
+        verb = "clustered into"
     provenance["source"] = str(source)
-    path = write_attributes(result, provenance, args.out, overwrite=args.overwrite)
+    path = write_attributes(result, provenance, args.out, overwrite=args.overwrite, centres=centres)
     for kind, figures in provenance["kinds"].items():
-        print(f"lamar attributes: {figures['column']}: {figures['clusters_used']} clusters over "
-              f"{figures['distinct_phrases']:,} distinct phrases, {figures['usable_rows']:,} rows "
+        print(f"lamar attributes: {figures['column']}: {figures['distinct_phrases']:,} distinct phrases {verb} "
+              f"{figures.get('clusters_used', figures['clusters'])} clusters, {figures['usable_rows']:,} rows "
               f"({figures['unusable_rows']:,} without a usable signal get 0)")
     print(f"lamar attributes: wrote {path} ({len(result):,} rows)")
     return 0

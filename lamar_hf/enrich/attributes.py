@@ -21,7 +21,10 @@ iterations, in float64 with torch) and adds a column ``<kind>_cluster`` to the s
 The provenance (:func:`attribute_provenance` format ``lamar-signal-attributes/1``: encoder, seed,
 requested and used ``k`` per kind, iterations, inertia, and each cluster's size and most frequent
 phrases) is stored in the parquet schema metadata under ``lamar_attributes`` and in a JSON file
-beside the parquet (``<name>.attributes.json``) by :func:`write_attributes`.
+beside the parquet (``<name>.attributes.json``) by :func:`write_attributes`, and the cluster centres (row ``i - 1``
+is attribute id ``i``) in ``<name>.attributes.safetensors``: :func:`assign_attributes` gives the phrases of items
+that were not clustered (a new item, another signals file) the id of their nearest centre, so that a model trained
+with these ids can read them.
 """
 
 from __future__ import annotations
@@ -224,13 +227,13 @@ def signal_attributes(
     columns to cluster (default: those of scenario, intent, topic that the table has). Existing
     ``<kind>_cluster`` columns are replaced; every other column is kept as it is. See the module
     docstring for the ids (``0`` = no usable signal), the cap on ``clusters`` and determinism.
-    Returns ``(datasets.Dataset, provenance dict)``.
+    Returns ``(datasets.Dataset, provenance dict, centres)``: ``centres`` maps each kind with usable phrases to its
+    float32 ``[clusters, embedding width]`` centres, row ``i - 1`` for attribute id ``i``.
 
     Raises:
         ValueError: for ``clusters`` < 1, an empty table, a kind that is not a column (or none of the
             default kinds present), naming ``where`` (the file) and the columns it has.
     """
-    from datasets import Dataset, Value
     from tqdm.auto import tqdm
 
     if isinstance(clusters, bool) or not isinstance(clusters, (int, np.integer)) or clusters < 1:
@@ -256,17 +259,9 @@ def signal_attributes(
                   "requested_clusters": int(clusters), "max_iterations": int(max_iterations), "restarts": int(restarts),
                   "weighting": "rows per phrase", "no_attribute_id": NO_ATTRIBUTE, "lamar_hf_version": __version__,
                   "kinds": {}}
-    loaded = encoder
-    if isinstance(encoder, (str, Path, type(None))):
-        from ..text_embeddings import load_encoder
-
-        loaded = load_encoder(encoder)
-    if isinstance(signals, Dataset):
-        table = signals
-    elif hasattr(signals, "to_pylist"):
-        table = Dataset(signals)
-    else:
-        table = Dataset.from_list(rows)
+    loaded = _loaded_encoder(encoder)
+    table = _as_dataset(signals, rows)
+    centres_by_kind = {}
     bar = tqdm(kinds, desc="attributes", unit="kind", disable=not progress, dynamic_ncols=True)
     for kind in bar:
         bar.set_postfix_str(kind)
@@ -288,8 +283,8 @@ def signal_attributes(
                 logger.warning("%s: %s has %d distinct phrases (%d distinct embeddings), fewer than --clusters %d; "
                                "using %d clusters", where, kind, len(distinct), points, clusters, used)
             weights = np.array([counts[phrase] for phrase in distinct], dtype=np.float64)
-            assignment, _, info = kmeans(vectors, used, weights, seed=seed, max_iterations=max_iterations,
-                                         restarts=restarts)
+            assignment, centres, info = kmeans(vectors, used, weights, seed=seed, max_iterations=max_iterations,
+                                               restarts=restarts)
             # Number clusters by rows held (most first), ties by their first phrase in sorted order.
             mass = Counter()
             first = {}
@@ -298,6 +293,7 @@ def signal_attributes(
                 first.setdefault(cluster, index)
             order = sorted(mass, key=lambda cluster: (-mass[cluster], first[cluster]))
             label = {cluster: number for number, cluster in enumerate(order, start=1)}
+            centres_by_kind[kind] = np.ascontiguousarray(centres[order], dtype=np.float32)
             phrase_id = {phrase: label[int(cluster)] for phrase, cluster in zip(distinct, assignment.tolist())}
             ids = [phrase_id[phrase] if phrase is not None else NO_ATTRIBUTE for phrase in phrases]
             examples: dict[int, list[str]] = {}
@@ -309,11 +305,101 @@ def signal_attributes(
                            sizes={str(label[c]): int(mass[c]) for c in order},
                            examples={str(number): examples[number] for number in sorted(examples)})
         provenance["kinds"][kind] = figures
-        column = cluster_column(kind)
-        if column in table.column_names:
-            table = table.remove_columns(column)
-        table = table.add_column(column, ids, feature=Value("int32"))
+        table = _with_ids(table, kind, ids)
     bar.close()
+    return table, provenance, centres_by_kind
+
+
+def _loaded_encoder(encoder):
+    if isinstance(encoder, (str, Path, type(None))):
+        from ..text_embeddings import load_encoder
+
+        return load_encoder(encoder)
+    return encoder
+
+
+def _as_dataset(signals, rows):
+    from datasets import Dataset
+
+    if isinstance(signals, Dataset):
+        return signals
+    if hasattr(signals, "to_pylist"):
+        return Dataset(signals)
+    return Dataset.from_list(rows)
+
+
+def _with_ids(table, kind: str, ids: list[int]):
+    """``table`` with its ``<kind>_cluster`` column (int32) set to ``ids``."""
+    from datasets import Value
+
+    column = cluster_column(kind)
+    if column in table.column_names:
+        table = table.remove_columns(column)
+    return table.add_column(column, ids, feature=Value("int32"))
+
+
+def assign_attributes(signals, centres, kinds: Sequence[str] | None = None, encoder=None, cache_path=None,
+                      progress: bool = True, where: str = "signals"):
+    """The signals table with ``<kind>_cluster`` columns given by published centres instead of a new clustering:
+    each usable phrase gets the id of its nearest centre (squared Euclidean distance over the same float16-rounded
+    embeddings k-means used, so that the clustered phrases themselves get back their ids), an unusable row ``0``.
+
+    ``centres`` is a ``<name>.attributes.safetensors`` file (:func:`write_attributes`) or the mapping
+    :func:`signal_attributes` returns; ``kinds`` default to the kinds of ``centres`` that the table has. The encoder
+    must be the one the centres were made with. Returns ``(datasets.Dataset, provenance dict)``.
+
+    Raises:
+        ValueError: for an empty table, a kind without centres or without a column, centres of another encoder or
+            of another width than the encoder's embeddings, naming ``where`` and the centres file.
+    """
+    import torch
+
+    from tqdm.auto import tqdm
+
+    source = str(centres) if isinstance(centres, (str, Path)) else "the given centres"
+    made_with = None
+    if isinstance(centres, (str, Path)):
+        centres, made_with = read_attribute_centres(centres)
+    rows, columns = _read_rows(signals)
+    if not rows:
+        raise ValueError(f"{where}: the signals table has no rows")
+    if kinds is None:
+        kinds = [kind for kind in centres if kind in columns]
+        if not kinds:
+            raise ValueError(f"{where}: none of the kinds of {source} ({', '.join(centres)}) is a column "
+                             f"(columns: {', '.join(columns)})")
+    kinds = list(dict.fromkeys(kinds))
+    for kind in kinds:
+        if kind not in centres:
+            raise ValueError(f"{source} has no centres for {kind!r} (it has {', '.join(centres) or 'none'})")
+        if kind not in columns:
+            raise ValueError(f"{where}: no column {kind!r} to assign (columns: {', '.join(columns)})")
+    provenance = {"format": ATTRIBUTES_FORMAT, **_encoder_provenance(encoder), "assigned_from": source,
+                  "no_attribute_id": NO_ATTRIBUTE, "lamar_hf_version": __version__, "kinds": {}}
+    if made_with is not None and made_with != provenance["encoder"]:
+        raise ValueError(f"{source} was made with the encoder {made_with}, not {provenance['encoder']}: "
+                         "assign with the encoder the centres were made with")
+    loaded = _loaded_encoder(encoder)
+    table = _as_dataset(signals, rows)
+    for kind in tqdm(kinds, desc="attributes", unit="kind", disable=not progress, dynamic_ncols=True):
+        phrases = usable_phrases(rows, kind)
+        distinct = sorted({phrase for phrase in phrases if phrase is not None})
+        ids = [NO_ATTRIBUTE] * len(rows)
+        if distinct:
+            vectors = torch.as_tensor(embed_phrases(distinct, loaded, cache_path=cache_path, progress=progress),
+                                      dtype=torch.float64)
+            kind_centres = torch.as_tensor(np.asarray(centres[kind]), dtype=torch.float64)
+            if kind_centres.ndim != 2 or kind_centres.shape[1] != vectors.shape[1]:
+                raise ValueError(f"{source}: the {kind} centres have shape {tuple(kind_centres.shape)}, expected "
+                                 f"[clusters, {vectors.shape[1]}] for the encoder's embeddings")
+            nearest = torch.cdist(vectors, kind_centres).argmin(dim=1) + 1
+            phrase_id = dict(zip(distinct, nearest.tolist()))
+            ids = [phrase_id[phrase] if phrase is not None else NO_ATTRIBUTE for phrase in phrases]
+        provenance["kinds"][kind] = {"column": cluster_column(kind), "clusters": len(centres[kind]),
+                                     "usable_rows": sum(phrase is not None for phrase in phrases),
+                                     "unusable_rows": sum(phrase is None for phrase in phrases),
+                                     "distinct_phrases": len(distinct)}
+        table = _with_ids(table, kind, ids)
     return table, provenance
 
 
@@ -323,18 +409,28 @@ def attributes_sidecar(path) -> Path:
     return path.with_name(path.name.removesuffix(".parquet") + ".attributes.json")
 
 
-def write_attributes(table, provenance: dict, path, overwrite: bool = False) -> Path:
-    """Write ``table`` to the parquet file ``path`` with ``provenance`` in its schema metadata
-    (``lamar_attributes``) and in :func:`attributes_sidecar`, both replaced atomically.
+def attributes_centres_file(path) -> Path:
+    """The safetensors file beside a signals parquet that holds its cluster centres: ``<name>.attributes.safetensors``."""
+    path = Path(path)
+    return path.with_name(path.name.removesuffix(".parquet") + ".attributes.safetensors")
 
-    Both files are written into a hidden staging folder beside ``path`` first, then moved in with
+
+def write_attributes(table, provenance: dict, path, overwrite: bool = False, centres=None) -> Path:
+    """Write ``table`` to the parquet file ``path`` with ``provenance`` in its schema metadata
+    (``lamar_attributes``) and in :func:`attributes_sidecar`, and ``centres`` (the mapping
+    :func:`signal_attributes` returns) to :func:`attributes_centres_file`, all replaced atomically.
+
+    The files are written into a hidden staging folder beside ``path`` first, then moved in with
     ``os.replace`` (the parquet, which describes itself, first); staging folders of killed runs are
-    removed by the next call. Raises ``FileExistsError`` when ``path`` exists and ``overwrite`` is false.
+    removed by the next call. A centres file left from an earlier table at ``path`` is removed when no
+    ``centres`` are given: it would describe ids this table does not hold. Raises ``FileExistsError``
+    when ``path`` exists and ``overwrite`` is false.
     """
     import pyarrow.parquet as pq
 
     path = Path(path)
     sidecar = attributes_sidecar(path)
+    centres_file = attributes_centres_file(path)
     prefix = f".{path.name}-"
     path.parent.mkdir(parents=True, exist_ok=True)
     recover_folder(path, prefix, complete=lambda folder: False)
@@ -356,11 +452,47 @@ def write_attributes(table, provenance: dict, path, overwrite: bool = False) -> 
         pq.write_table(arrow, staging / path.name)
         (staging / sidecar.name).write_text(json.dumps(provenance, indent=2, ensure_ascii=False) + "\n",
                                             encoding="utf-8")
+        if centres:
+            from safetensors.numpy import save
+
+            # Bytes written as the other files are (save_file would create the file readable by its owner only).
+            (staging / centres_file.name).write_bytes(save(
+                {kind: np.ascontiguousarray(value, dtype=np.float32) for kind, value in centres.items()},
+                metadata={"format": ATTRIBUTES_FORMAT, "encoder": provenance.get("encoder", ""),
+                          "first_row_attribute_id": "1"}))
         os.replace(staging / path.name, path)
         os.replace(staging / sidecar.name, sidecar)
+        if centres:
+            os.replace(staging / centres_file.name, centres_file)
+        else:
+            centres_file.unlink(missing_ok=True)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return path
+
+
+def read_attribute_centres(path) -> tuple[dict[str, np.ndarray], str | None]:
+    """``({kind: [clusters, width] float32}, encoder name)`` of a centres file written by :func:`write_attributes`.
+
+    Raises:
+        ValueError: when ``path`` is missing or is not such a file.
+    """
+    from safetensors import safe_open
+
+    path = Path(path)
+    if not path.is_file():
+        raise ValueError(f"{path}: no such centres file (lamar attributes writes <name>.attributes.safetensors "
+                         "beside its parquet)")
+    try:
+        with safe_open(str(path), framework="numpy") as opened:
+            metadata = opened.metadata() or {}
+            centres = {kind: opened.get_tensor(kind) for kind in opened.keys()}
+    except Exception as error:  # noqa: BLE001 - safetensors raises several types for a file that is not one
+        raise ValueError(f"{path}: not a safetensors file of attribute centres ({error})") from None
+    if metadata.get("format") != ATTRIBUTES_FORMAT:
+        raise ValueError(f"{path}: not attribute centres (format {metadata.get('format')!r}, "
+                         f"expected {ATTRIBUTES_FORMAT!r})")
+    return centres, metadata.get("encoder") or None
 
 
 def read_attribute_provenance(path) -> dict:
