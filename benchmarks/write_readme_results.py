@@ -114,9 +114,11 @@ signals_over_metadata = (
     "Recall@20 (see the rows above)."
 )
 full_softmax_done = END + " + full softmax" in candidates(beauty, "id-only")
+multiview_done = END + " + 1024 negatives + fusion multiview" in candidates(v2, "signals+metadata")
 NOT_RUN = [
     "the text variants other than `metadata` and signals v2 + metadata with the RecTools options",
-    "negatives per position with the RecTools options", "patience 50", "the `gate` and `multiview` fusions",
+    "negatives per position with the RecTools options", "patience 50",
+    "the `gate` fusion" + ("" if multiview_done else " and the `multiview` fusion with the RecTools options"),
     "user signals", "the remaining seeds of the SASRec authors' block" + ("" if full_softmax_done else " and of the full softmax"),
     "1024 negatives on Sports", "text variants of GRU4Rec and BERT4Rec",
 ]
@@ -172,7 +174,7 @@ each variant's table there lists which of them it ran):
 {rows_md(beauty)}
 
 The same with the signals v2 (SmolLM2 + LoRA adapter; `benchmarks/results/amazon_beauty/beauty_sasrec_v2_variants.md`;
-one setting run), against the ID-only row above (same device, same split):
+settings run: {settings_run(v2)}), against the ID-only row above (same device, same split):
 
 {rows_md(v2, beauty)}
 
@@ -209,6 +211,11 @@ Recall@10 / NDCG@10 (0.0921 / 0.0531), {pct(it['test']['recall@10'], 0.0970)} / 
 {pct(isp['test']['recall@10'], 0.0569)} / {pct(isp['test']['ndcg@10'], 0.0314)} on Sports (0.0569 / 0.0314; validation NDCG@10 {setting_validation(sports, 'repeat score')} with the repeat score,
 {setting_validation(sports, END)} with item dropout and positions from the end). With the metadata text (not eSASRec's setting, which reads item ids only), the chosen Beauty SASRec reaches
 {row(beauty, 'metadata')['test']['recall@10']:.4f} / {row(beauty, 'metadata')['test']['ndcg@10']:.4f} ({pct(row(beauty, 'metadata')['test']['recall@10'], 0.0921)} / {pct(row(beauty, 'metadata')['test']['ndcg@10'], 0.0531)}).
+
+The text variants with the RecTools options (mean validation NDCG@10): the metadata {setting_validation(beauty, END + ' + 1024 negatives', 'metadata')} with 1024
+negatives, {setting_validation(beauty, END + ' + full softmax', 'metadata')} with the full softmax; signals v2 + metadata {setting_validation(v2, END + ' + 1024 negatives', 'signals+metadata')} with 1024 negatives,
+{setting_validation(v2, END + ' + full softmax', 'signals+metadata')} with the full softmax, {setting_validation(v2, END + ' + 1024 negatives + fusion multiview', 'signals+metadata')} with 1024 negatives and the `multiview` fusion (each text kind a
+view of its own, weighed per item) instead of their sum.
 
 Settings each Beauty SASRec variant ran over all 3 seeds (its candidates): {candidates_by_variant}. A variant with
 fewer candidates than ID-only is compared with an ID-only model chosen from a wider grid. Against the validation-chosen ID-only models: the metadata text {gain(beauty, 'metadata')} test Recall@20 on

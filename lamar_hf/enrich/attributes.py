@@ -240,18 +240,7 @@ def signal_attributes(
         raise ValueError(f"clusters must be a whole number of at least 1, got {clusters!r}")
     if max_iterations < 1 or restarts < 1:
         raise ValueError(f"max_iterations and restarts must be at least 1, got {max_iterations}, {restarts}")
-    rows, columns = _read_rows(signals)
-    if not rows:
-        raise ValueError(f"{where}: the signals table has no rows")
-    if kinds is None:
-        kinds = [kind for kind in SIGNAL_KINDS if kind in columns]
-        if not kinds:
-            raise ValueError(f"{where}: no signal column {', '.join(SIGNAL_KINDS)} (columns: {', '.join(columns)})")
-    kinds = list(dict.fromkeys(kinds))
-    missing = [kind for kind in kinds if kind not in columns]
-    if missing:
-        raise ValueError(f"{where}: no column {', '.join(map(repr, missing))} to cluster "
-                         f"(columns: {', '.join(columns)})")
+    rows, columns, kinds = _rows_and_kinds(signals, kinds, SIGNAL_KINDS, where, "to cluster")
     if "status" not in columns:
         logger.warning("%s: no status column; every non-empty phrase counts as usable", where)
 
@@ -310,6 +299,23 @@ def signal_attributes(
     return table, provenance, centres_by_kind
 
 
+def _rows_and_kinds(signals, kinds, defaults: Sequence[str], where: str, purpose: str):
+    """``(rows, columns, kinds)`` of a signals table: ``kinds`` (each a column), or those of ``defaults`` it has.
+    Raises ValueError for an empty table or a missing column, naming ``where``."""
+    rows, columns = _read_rows(signals)
+    if not rows:
+        raise ValueError(f"{where}: the signals table has no rows")
+    if kinds is None:
+        kinds = [kind for kind in defaults if kind in columns]
+        if not kinds:
+            raise ValueError(f"{where}: no signal column {', '.join(defaults)} (columns: {', '.join(columns)})")
+    kinds = list(dict.fromkeys(kinds))
+    missing = [kind for kind in kinds if kind not in columns]
+    if missing:
+        raise ValueError(f"{where}: no column {', '.join(map(repr, missing))} {purpose} (columns: {', '.join(columns)})")
+    return rows, columns, kinds
+
+
 def _loaded_encoder(encoder):
     if isinstance(encoder, (str, Path, type(None))):
         from ..text_embeddings import load_encoder
@@ -360,20 +366,11 @@ def assign_attributes(signals, centres, kinds: Sequence[str] | None = None, enco
     made_with = None
     if isinstance(centres, (str, Path)):
         centres, made_with = read_attribute_centres(centres)
-    rows, columns = _read_rows(signals)
-    if not rows:
-        raise ValueError(f"{where}: the signals table has no rows")
-    if kinds is None:
-        kinds = [kind for kind in centres if kind in columns]
-        if not kinds:
-            raise ValueError(f"{where}: none of the kinds of {source} ({', '.join(centres)}) is a column "
-                             f"(columns: {', '.join(columns)})")
-    kinds = list(dict.fromkeys(kinds))
-    for kind in kinds:
-        if kind not in centres:
-            raise ValueError(f"{source} has no centres for {kind!r} (it has {', '.join(centres) or 'none'})")
-        if kind not in columns:
-            raise ValueError(f"{where}: no column {kind!r} to assign (columns: {', '.join(columns)})")
+    unknown = [kind for kind in kinds or () if kind not in centres]
+    if unknown:
+        raise ValueError(f"{source} has no centres for {', '.join(map(repr, unknown))} "
+                         f"(it has {', '.join(centres) or 'none'})")
+    rows, _, kinds = _rows_and_kinds(signals, kinds, list(centres), where, "to assign")
     provenance = {"format": ATTRIBUTES_FORMAT, **_encoder_provenance(encoder), "assigned_from": source,
                   "no_attribute_id": NO_ATTRIBUTE, "lamar_hf_version": __version__, "kinds": {}}
     if made_with is not None and made_with != provenance["encoder"]:
