@@ -289,3 +289,8 @@ def test_lamar_attributes_assigns_new_items_to_published_centres(signals_parquet
     assert main(["attributes", "--signals", str(new_items), "--centres", str(tmp_path / "nothing.safetensors"),
                  "--out", str(tmp_path / "never.parquet")]) == 2
     assert "no such centres file" in capsys.readouterr().err and not (tmp_path / "never.parquet").exists()
+    kept = attributes_centres_file(clustered).read_bytes()
+    assert main(["attributes", "--signals", str(new_items), "--centres", str(attributes_centres_file(clustered)),
+                 "--out", str(clustered), "--overwrite"]) == 2
+    assert "would replace the centres file" in capsys.readouterr().err
+    assert attributes_centres_file(clustered).read_bytes() == kept and read(clustered).num_rows == 19

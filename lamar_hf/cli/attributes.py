@@ -63,10 +63,14 @@ def run(args) -> int:
     import pyarrow.parquet as pq
     from datasets import Dataset
 
-    from ..enrich.attributes import assign_attributes, signal_attributes, write_attributes
+    from ..enrich.attributes import assign_attributes, attributes_centres_file, signal_attributes, write_attributes
     from ..text_embeddings import default_text_embeddings_cache
 
     source = signals_file(args.signals)
+    if args.centres is not None and attributes_centres_file(args.out).resolve() == args.centres.resolve():
+        # Assigned ids publish no centres, so writing them there would delete the centres they were read from.
+        raise UserError(f"--out {args.out} would replace the centres file --centres {args.centres} reads from; "
+                        "write the assigned ids elsewhere")
     if args.clusters < 1:
         raise UserError(f"--clusters {args.clusters}: give at least 1")
     # Before embedding anything: a run that would end by refusing to write should not start.
