@@ -212,3 +212,36 @@ def test_card_helpers():
     results = eval_results({"eval_recall@10": 0.1, "eval_runtime": 3.0, "epoch": 2.0, "note": "x"}, task_type="t",
                            task_name="T", dataset_type="d", dataset_name="d", split="validation")
     assert [(r.metric_type, r.metric_value, r.dataset_split) for r in results] == [("recall@10", 0.1, "validation")]
+
+
+def test_dataset_release_carries_the_attribute_centres_of_its_signal_ids(tmp_path, capsys):
+    """``--attribute-centres``: the centres that made the signals config's ``<kind>_cluster`` ids are published
+    beside it (the ids a new item needs); centres that do not fit those ids are refused before anything is written."""
+    import numpy as np
+
+    from lamar_hf.enrich.attributes import attributes_centres_file, write_attributes
+    from lamar_hf.hub.dataset import ATTRIBUTE_CENTRES
+
+    ids = [1, 2, 3, 1, 2, 3, 0, 1]
+    tiny_benchmark({"scenario_cluster": ids}).save(tmp_path / "beauty")
+    table = Dataset.from_dict({"item_id": list(range(1, N_ITEMS + 1)), "scenario_cluster": ids})
+    provenance = {"format": "lamar-signal-attributes/1", "encoder": "sentence-transformers/all-MiniLM-L6-v2"}
+    centres = {"scenario": np.arange(12, dtype=np.float32).reshape(3, 4)}
+    made = write_attributes(table, provenance, tmp_path / "attributes.parquet", centres=centres)
+    out = tmp_path / "tree"
+    args = ["push_dataset.py", tmp_path / "beauty", "--repo-id", "org/lamar-beauty-enriched", "--version", "v1.0.0",
+            "--dry-run", out, "--attribute-centres", attributes_centres_file(made)]
+    assert run_script(*args) == 0
+    assert (out / ATTRIBUTE_CENTRES).read_bytes() == attributes_centres_file(made).read_bytes()
+    assert "`signals/attribute_centres.safetensors` (sentence-transformers/all-MiniLM-L6-v2; row i - 1 is attribute " \
+           "id i)" in (out / "README.md").read_text()
+    load_dataset_signals = Dataset.from_parquet(str(out / "signals/train-00000-of-00001.parquet"))
+    assert load_dataset_signals["scenario_cluster"] == ids
+
+    too_few = write_attributes(table, provenance, tmp_path / "two.parquet", centres={"scenario": np.zeros((2, 4))})
+    capsys.readouterr()
+    assert run_script(*args[:-3], tmp_path / "refused", "--attribute-centres", attributes_centres_file(too_few)) == 2
+    assert "2 scenario centres, but the signals config's scenario_cluster uses id 3" in capsys.readouterr().err
+    other_kind = write_attributes(table, provenance, tmp_path / "intent.parquet", centres={"intent": np.zeros((3, 4))})
+    assert run_script(*args[:-3], tmp_path / "refused", "--attribute-centres", attributes_centres_file(other_kind)) == 2
+    assert "no intent_cluster column" in capsys.readouterr().err and not (tmp_path / "refused").exists()

@@ -53,6 +53,9 @@ def add_parser(subparsers) -> None:
             sub.add_argument("--analysis", type=Path, help="JSON file of signal-analysis figures, {signal: {figure: value}}")
             sub.add_argument("--provenance", type=Path, help="JSON file of generation settings to show on the card")
             sub.add_argument("--pretty-name", help="the card's title")
+            sub.add_argument("--attribute-centres", type=Path, metavar="FILE",
+                             help="the .attributes.safetensors of lamar attributes that made the signals config's "
+                                  "<kind>_cluster ids, published beside it so that new items can be given ids")
             sub.add_argument("--min-validity", type=float, metavar="SHARE",
                              help="refuse signals with a smaller share of valid rows (status ok / retried), "
                              "0..1 (default 0.9)")
@@ -98,6 +101,7 @@ def run(args) -> int:
                 analysis=read_json(args.analysis, "analysis"),
                 provenance=read_json(args.provenance, "provenance"),
                 pretty_name=args.pretty_name,
+                attribute_centres=args.attribute_centres,
                 **({"min_validity": args.min_validity} if args.min_validity is not None else {}),
                 **common,
             )

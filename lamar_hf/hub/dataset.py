@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from collections import Counter
 from pathlib import Path
 
@@ -20,6 +21,8 @@ from . import cards
 from .release import MANIFEST, PublishError, PublishResult, Release, RepoHistory, publish
 
 SIGNALS_CONFIG = "signals"
+# Where a release puts the cluster centres of the signals config's attribute ids (lamar attributes).
+ATTRIBUTE_CENTRES = "signals/attribute_centres.safetensors"
 # The least share of signal rows with a usable answer (status ok / retried) that is published by default.
 DEFAULT_MIN_VALIDITY = 0.9
 
@@ -126,6 +129,29 @@ def dataset_infos(configs: dict) -> list[dict]:
     return info if isinstance(info, list) else [info]
 
 
+def check_attribute_centres(benchmark: Benchmark, path: str | Path) -> str:
+    """Check that ``path`` (``lamar attributes``' ``.attributes.safetensors``) holds the centres of the signals
+    config's attribute ids: a ``<kind>_cluster`` column for each kind, and a centre for every id it uses. Returns
+    the centres' encoder. Raises PublishError naming the file otherwise."""
+    from ..enrich.attributes import read_attribute_centres
+
+    try:
+        centres, encoder = read_attribute_centres(path)
+    except ValueError as error:
+        raise PublishError(str(error)) from None
+    columns = benchmark.signals.column_names
+    for kind, value in centres.items():
+        column = kind + CLUSTER_SUFFIX
+        if column not in columns:
+            raise PublishError(f"{path}: centres for {kind!r}, but the signals config has no {column} column "
+                               f"(its columns are {', '.join(columns)})")
+        highest = max(benchmark.signals[column], default=0)
+        if highest > len(value):
+            raise PublishError(f"{path}: {len(value)} {kind} centres, but the signals config's {column} uses id "
+                               f"{highest}: these are not the centres of its ids")
+    return encoder or "(encoder not recorded)"
+
+
 def write_dataset_tree(
     stage: Path,
     benchmark: Benchmark,
@@ -140,8 +166,10 @@ def write_dataset_tree(
     license: str | None = None,
     min_validity: float = DEFAULT_MIN_VALIDITY,
     split_fingerprint: str | None = None,
+    attribute_centres: str | Path | None = None,
 ) -> None:
-    """Write the repository tree of an enriched benchmark: every config as parquet, README.md, the manifest.
+    """Write the repository tree of an enriched benchmark: every config as parquet, README.md, the manifest, and
+    ``attribute_centres`` (checked by :func:`check_attribute_centres`) as :data:`ATTRIBUTE_CENTRES`.
 
     The card and the manifest state ``split_fingerprint`` (default: the one the benchmark's ``source`` carries)."""
     split_fingerprint = split_fingerprint or benchmark.source.get("split_fingerprint")
@@ -160,6 +188,12 @@ def write_dataset_tree(
     generation = {**provenance_summary(benchmark.signals, names), **(provenance or {})}
     status = dict(Counter(benchmark.signals["status"]).most_common()) if "status" in benchmark.signals.column_names else {}
     generation["items with signals"] = f"{len(benchmark.signals):,} of {benchmark.num_items:,}"
+    if attribute_centres is not None:
+        encoder = check_attribute_centres(benchmark, attribute_centres)
+        shutil.copyfile(attribute_centres, stage / ATTRIBUTE_CENTRES)
+        generation["attribute centres"] = (
+            f"`{ATTRIBUTE_CENTRES}` ({encoder}; row i - 1 is attribute id i): `lamar attributes --centres` gives a "
+            "new item's signals the ids of the nearest centres")
     statistics = benchmark.statistics()
     changelog = release.changelog(history)
     card = cards.dataset_card(
@@ -210,6 +244,7 @@ def publish_dataset(
     min_validity: float = DEFAULT_MIN_VALIDITY,
     dry_run: str | Path | None = None,
     api: HfApi | None = None,
+    attribute_centres: str | Path | None = None,
 ) -> PublishResult:
     """Publish an enriched benchmark as version ``version`` (``vMAJOR.MINOR.PATCH``) of the dataset ``repo_id``.
 
@@ -220,6 +255,8 @@ def publish_dataset(
     ``min_validity`` of its rows valid, is refused (:func:`check_signals`). The version is refused if it is
     already tagged (nothing is pushed). With ``dry_run``, the exact repository tree is written to that folder instead.
     The card states the split fingerprint recorded in the folder's ``lamar_prepare.json``, when there is one.
+    ``attribute_centres``, a ``.attributes.safetensors`` file of ``lamar attributes``, is published beside the
+    signals config whose ``<kind>_cluster`` ids it made (:func:`check_attribute_centres`).
     """
     release = Release(repo_id, "dataset", version, changes)
     if not 0.0 <= min_validity <= 1.0:
@@ -227,13 +264,15 @@ def publish_dataset(
     benchmark = prepared if isinstance(prepared, Benchmark) else load_prepared(prepared)
     where = None if isinstance(prepared, Benchmark) else parquet_path(Path(prepared), SIGNALS_CONFIG, "train")
     signal_columns(check_signals(benchmark, min_validity, where), signals)  # bad input fails before the Hub is asked
+    if attribute_centres is not None:
+        check_attribute_centres(benchmark, attribute_centres)
     split_fingerprint = recorded_split_fingerprint(prepared, benchmark)
 
     def build(stage: Path, history: RepoHistory) -> None:
         write_dataset_tree(
             stage, benchmark, release, history, signals=signals, signal_descriptions=signal_descriptions,
             analysis=analysis, provenance=provenance, pretty_name=pretty_name, license=license,
-            min_validity=min_validity, split_fingerprint=split_fingerprint,
+            min_validity=min_validity, split_fingerprint=split_fingerprint, attribute_centres=attribute_centres,
         )
 
     return publish(release, build, dry_run=dry_run, api=api)
