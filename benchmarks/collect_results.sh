@@ -11,7 +11,15 @@ BEAUTY_SETTINGS="reference,repeat score,repeat score + dropout 0.3,repeat score 
 BEAUTY_SETTINGS+=",repeat score + item dropout 0.2,repeat score + dropout 0.5 + item dropout 0.2"
 BEAUTY_SETTINGS+=",repeat score + hidden 256 + item dropout 0.2,$END,$END + 1024 negatives,$END + full softmax"
 BEAUTY_SETTINGS+=",repeat score + fusion init,repeat score + fusion semantic_nullspace,$END + SASRec block"
-collect() { echo "collect $*" >&2; $PY benchmarks/experiment.py collect "$@" > /dev/null; }
+# The tables collected before the run records were kept in the repository read outputs/experiments/ (ignored, lost
+# with the machine that ran them): such a table is collected again only where its records folder exists, and otherwise
+# stays as committed. New runs write their records to benchmarks/results/<dataset>/runs/<table>/ (committed).
+collect() {
+  local runs
+  runs=$(printf '%s\n' "$@" | sed -n '/^--runs$/{n;p;q}')
+  if [ ! -d "$runs" ]; then echo "skip $* (no run records in $runs: the committed table stays)" >&2; return; fi
+  echo "collect $*" >&2; $PY benchmarks/experiment.py collect "$@" > /dev/null
+}
 collect --config benchmarks/configs/beauty_sasrec.yaml \
   --variants id-only,metadata,signals,signals+metadata,attributes,metadata+attributes,scenario,intent,topic \
   --settings "$BEAUTY_SETTINGS" --runs $E/amazon_beauty/runs --name beauty_sasrec_study
@@ -32,4 +40,9 @@ collect --config benchmarks/configs/toys_sasrec.yaml --variants id-only,metadata
   --runs $E/amazon_toys/runs --name toys_sasrec_study
 collect --config benchmarks/configs/sports_sasrec.yaml --variants id-only --settings "repeat score,$END" \
   --runs $E/amazon_sports/runs --name sports_sasrec_id_only
+# The validation-chosen setting of each variant re-run with committed records (session 14): ID-only, the metadata text
+# and signals v2 + metadata, all with the full softmax (v2's own table above chose it from two seeds).
+collect --config benchmarks/configs/beauty_sasrec.yaml --variants id-only,metadata,signals+metadata \
+  --settings "$END + full softmax" --runs benchmarks/results/amazon_beauty/runs/beauty_sasrec_full_softmax \
+  --name beauty_sasrec_full_softmax
 echo "tables written under benchmarks/results/"

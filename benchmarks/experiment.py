@@ -30,10 +30,14 @@ smoke run on a few users with every setting cut to two epochs::
     python benchmarks/experiment.py run --config benchmarks/configs/beauty_sasrec.yaml --variants id-only \\
         --seeds 0 --max_users 300 --override num_train_epochs=2
 
+Each run record goes to ``benchmarks/results/<dataset>/runs/<results name>/`` unless ``--work`` says otherwise: the
+records are committed (git ignores the logs and checkpoints beside them), so that every table can be collected again
+from them on another machine.
+
 Step 3: the table from run records, wherever they were trained (one device and one split per table)::
 
     python benchmarks/experiment.py collect --config benchmarks/configs/beauty_sasrec.yaml \\
-        --runs outputs/experiments/amazon_beauty/runs
+        --runs benchmarks/results/amazon_beauty/runs/beauty_sasrec
 
 Writes ``benchmarks/results/<dataset>/<experiment>.{json,md,png}``.
 
@@ -753,7 +757,9 @@ def run(options) -> None:
             raise SystemExit("--device cuda, but torch sees no GPU")
     device = device_name(options.device)
     threads = options.threads or max(1, (os.cpu_count() or 1) // options.jobs)
-    work = Path(options.work or EXPERIMENTS / data.name / "runs")
+    # The records are the evidence of a table: by default they go to the repository, beside the table they make
+    # (their logs and checkpoints are ignored by git), so that the table can be collected again on any machine.
+    work = Path(options.work or RESULTS / data.name / "runs" / results_path(options, grid, reduced, data.name).stem)
     jobs = [make_job(reduced, backbone, variant, name, seed, split_fingerprint=fingerprint, device=device,
                      dataset=data.name, max_users=options.max_users, time_budget=options.time_budget,
                      device_kind=options.device, inputs=str(inputs), work=str(work), threads=threads, **read)
@@ -985,7 +991,8 @@ def main(argv=None) -> None:
     grid_options(r)
     r.add_argument("--dataset", help="dataset name, for the default --inputs (default: the grid's)")
     r.add_argument("--inputs", help="folder written by prepare (default: outputs/experiments/<dataset>/inputs)")
-    r.add_argument("--work", help="run records (default: outputs/experiments/<dataset>/runs)")
+    r.add_argument("--work", help="run records, with each run's log and checkpoints (default: "
+                   "benchmarks/results/<dataset>/runs/<results name>; git keeps the records only)")
     r.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
     r.add_argument("--jobs", type=int, default=1, help="trainings run in parallel processes")
     r.add_argument("--threads", type=int, default=None, help="torch threads per run (default: CPU cores / jobs)")

@@ -231,14 +231,17 @@ The validation-chosen Beauty SASRec, as one command:
 ```
 
 Run it (finished runs are reused and a run cut short continues from its checkpoint, so the command can be repeated
-until the grid is done; `collect` writes the table of whatever runs there are):
+until the grid is done; `collect` writes the table of whatever runs there are). Each run leaves its record in
+`benchmarks/results/amazon_beauty/runs/beauty_sasrec/`, which git keeps (not the logs and checkpoints beside it):
+the tables collected before this was so read records that were lost with the machine that ran them, and are kept as
+they were collected.
 
 ```bash
 python benchmarks/experiment.py prepare --dataset outputs/beauty \\
     --signals_file lamar_hf/resources/signals/amazon_beauty-v1-attributes.parquet
 python benchmarks/experiment.py run --config benchmarks/configs/beauty_sasrec.yaml --jobs 2 --threads 1
 python benchmarks/experiment.py collect --config benchmarks/configs/beauty_sasrec.yaml \\
-    --runs outputs/experiments/amazon_beauty/runs --name beauty_sasrec_study
+    --runs benchmarks/results/amazon_beauty/runs/beauty_sasrec --name beauty_sasrec_study
 ```
 
 Train on CPU with one torch thread per process (`--threads 1`, or `OMP_NUM_THREADS=1`) when several runs share the

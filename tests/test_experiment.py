@@ -110,6 +110,27 @@ def test_a_tiny_grid_trains_every_setting_and_seed_records_provenance_and_reuses
     assert json.loads((results / "tiny.json").read_text())["rows"] == written["rows"]
 
 
+def test_without_work_the_records_go_beside_the_table_and_git_keeps_the_records_only(tmp_path, monkeypatch):
+    inputs = save_inputs(tmp_path / "inputs")
+    grid = write_grid(tmp_path / "tiny.json", seeds=[0], base={"hidden_size": 8, "num_train_epochs": 1,
+                                                              "loss_type": "ce"}, settings=[{"name": "reference"}])
+    monkeypatch.setattr(experiment, "RESULTS", tmp_path / "results")
+    experiment.main(["run", "--config", str(grid), "--inputs", str(inputs), "--name", "tiny_study"])
+    folder = tmp_path / "results" / "chains" / "runs" / "tiny_study"
+    [record] = experiment.read_records([folder])
+    assert record["setting_name"] == "reference" and Path(record["path"]).with_suffix(".log").is_file()
+    assert (tmp_path / "results" / "chains" / "tiny_study.json").is_file()
+
+    if subprocess.run(["git", "-C", str(REPO), "rev-parse"], capture_output=True).returncode != 0:
+        pytest.skip("not a git checkout: the .gitignore rule cannot be checked")
+    in_repo = "benchmarks/results/amazon_beauty/runs/beauty_sasrec/"
+    names = [in_repo + Path(record["path"]).name, in_repo + Path(record["path"]).with_suffix(".log").name,
+             in_repo + Path(record["path"]).stem + "/checkpoint-1/trainer_state.json", in_repo + "a.json.tmp"]
+    ignored = subprocess.run(["git", "-C", str(REPO), "check-ignore", "--no-index", *names], capture_output=True,
+                             text=True).stdout.split()
+    assert ignored == names[1:]
+
+
 def test_the_grid_chooses_on_validation_even_where_test_would_choose_otherwise(tmp_path):
     grid, work, results = rigged_grid(tmp_path), tmp_path / "runs", tmp_path / "results"
     for seed in (0, 1):
