@@ -162,13 +162,14 @@ def test_copied_code_matches_sasrec(relative):
 
 FOREIGN_VALUES = {"norm_first": False, "repeat_bias": True, "mask_prob": 0.3, "attention_dropout_prob": 0.1,
                   "item_dropout_prob": 0.2, "residual_from_norm": True, "hidden_act": "relu",
-                  "gru_hidden_size": 32}
+                  "initialization": "xavier_normal", "gru_hidden_size": 32}
 
 
 @pytest.mark.parametrize(("backbone", "argument"), [
     ("gru4rec", "norm_first"), ("bert4rec", "norm_first"), ("sasrec", "mask_prob"), ("sasrec", "gru_hidden_size"),
     ("gru4rec", "attention_dropout_prob"), ("bert4rec", "repeat_bias"), ("gru4rec", "item_dropout_prob"),
     ("bert4rec", "item_dropout_prob"), ("bert4rec", "residual_from_norm"), ("gru4rec", "hidden_act"),
+    ("gru4rec", "initialization"),
 ])
 def test_an_argument_of_another_backbone_is_refused(backbone, argument):
     args = ModelArguments(backbone=backbone, **{argument: FOREIGN_VALUES[argument]})
@@ -179,7 +180,7 @@ def test_an_argument_of_another_backbone_is_refused(backbone, argument):
 @pytest.mark.parametrize(("backbone", "argument"), [
     ("sasrec", "norm_first"), ("bert4rec", "mask_prob"), ("gru4rec", "gru_hidden_size"),
     ("bert4rec", "attention_dropout_prob"), ("sasrec", "repeat_bias"), ("sasrec", "residual_from_norm"),
-    ("sasrec", "hidden_act"),
+    ("sasrec", "hidden_act"), ("sasrec", "initialization"),
 ])
 def test_an_argument_of_the_backbone_reaches_its_config(backbone, argument):
     args = ModelArguments(backbone=backbone, **{argument: FOREIGN_VALUES[argument]})

@@ -347,6 +347,8 @@ def test_config_and_text_embeddings_are_checked():
         LamarSASRecConfig(num_items=5, residual_from_norm=True, norm_first=False)
     with pytest.raises(ValueError, match="hidden_act must be one of gelu, relu, got 'tanh'"):
         LamarSASRecConfig(num_items=5, hidden_act="tanh")
+    with pytest.raises(ValueError, match="initialization must be one of normal, xavier_normal, got 'xavier'"):
+        LamarSASRecConfig(num_items=5, initialization="xavier")
     with pytest.raises(ValueError, match="num_items"):
         LamarSASRecModel(LamarSASRecConfig())
     model = LamarSASRecModel(tester.get_config("add"))
@@ -440,3 +442,27 @@ def test_positions_from_the_end_give_every_last_item_position_zero():
     assert not torch.allclose(alone, tester.get_model(position_order="from_start").eval().score([[10, 11, 12]]))
     with pytest.raises(ValueError, match="position_order"):
         tester.get_config(position_order="backwards")
+
+
+def test_xavier_normal_initialisation_starts_every_weight_matrix_as_rectools_does_and_survives_a_reload(tmp_path):
+    config = dict(num_items=3000, hidden_size=64, num_hidden_layers=1, num_attention_heads=1, intermediate_size=64,
+                  repeat_bias=True)
+    torch.manual_seed(0)
+    normal = LamarSASRecModel(LamarSASRecConfig(**config))
+    torch.manual_seed(0)
+    xavier = LamarSASRecModel(LamarSASRecConfig(**config, initialization="xavier_normal"))
+    for name, parameter in xavier.named_parameters():
+        if parameter.dim() < 2:
+            continue
+        fan_out, fan_in = parameter.shape
+        expected = (2 / (fan_in + fan_out)) ** 0.5  # Xavier-normal, gain 1
+        torch.testing.assert_close(parameter.std().item(), expected, rtol=0.1, atol=0.0, msg=name)
+        torch.testing.assert_close(dict(normal.named_parameters())[name].std().item(), 0.02, rtol=0.1, atol=0.0)
+    assert not xavier.item_table.item_embeddings.weight[0].any()  # padding stays zero
+    biases = [p for n, p in xavier.named_parameters() if n.endswith(".bias") and "norm" not in n]
+    assert biases and not any(bias.any() for bias in biases)
+    xavier.save_pretrained(tmp_path)
+    reloaded = LamarSASRecModel.from_pretrained(tmp_path)
+    assert reloaded.config.initialization == "xavier_normal"
+    for (name, parameter), (_, again) in zip(xavier.named_parameters(), reloaded.named_parameters()):
+        torch.testing.assert_close(again, parameter, msg=name)

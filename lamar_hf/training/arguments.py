@@ -58,6 +58,11 @@ class ModelArguments:
     hidden_act: str | None = field(
         default=None, metadata={"help": "sasrec: activation of the feed-forward layers, gelu (default) or relu."}
     )
+    initialization: str | None = field(
+        default=None,
+        metadata={"help": "sasrec: normal (default, N(0, 0.02)) or xavier_normal (every weight matrix and embedding "
+                  "Xavier-normal, as RecTools' SASRec)."},
+    )
     repeat_bias: bool | None = field(
         default=None,
         metadata={"help": "sasrec: learn one score added to the items already in the history (default false); on "

@@ -163,7 +163,7 @@ def build_model(
 for name, config_class, model_class, own in (
     ("sasrec", LamarSASRecConfig, LamarSASRecModel,
      TRANSFORMER_HYPERPARAMETERS + ("item_dropout_prob", "position_order", "norm_first", "residual_from_norm", "hidden_act",
-                                    "repeat_bias")),
+                                    "initialization", "repeat_bias")),
     ("gru4rec", LamarGRU4RecConfig, LamarGRU4RecModel, ("gru_hidden_size",)),
     ("bert4rec", LamarBERT4RecConfig, LamarBERT4RecModel, TRANSFORMER_HYPERPARAMETERS + ("mask_prob",)),
 ):

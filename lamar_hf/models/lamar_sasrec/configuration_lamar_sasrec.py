@@ -8,6 +8,7 @@ NEGATIVE_SAMPLING = ("uniform", "popularity")
 NEGATIVE_SHARING = ("position", "sequence", "batch")
 POSITION_ORDERS = ("from_start", "from_end")
 HIDDEN_ACTIVATIONS = ("gelu", "relu")
+INITIALIZATIONS = ("normal", "xavier_normal")
 
 
 class LamarSASRecConfig(PretrainedConfig):
@@ -46,6 +47,9 @@ class LamarSASRecConfig(PretrainedConfig):
             itself, each residual sum starts from the normalised input instead of the input, and the attention
             output has no dropout (its weights still do). ``False`` (default): the standard pre-norm block.
         initializer_range: standard deviation of the normal initialisation.
+        initialization: ``"normal"`` (default): every weight matrix and embedding starts N(0, ``initializer_range``),
+            as transformers initialises; ``"xavier_normal"``: Xavier-normal instead (biases zero, the padding row of
+            an embedding zero), as RecTools' SASRec starts every parameter of more than one dimension.
         repeat_bias: learn one score that is added to every item the history already holds, so that the model
             learns how likely a user is to pick an item again. Where no target repeats a history item (Amazon
             Beauty), it learns to rank the history last instead of spending top ranks on the items just read.
@@ -126,6 +130,7 @@ class LamarSASRecConfig(PretrainedConfig):
         residual_from_norm: bool = False,
         hidden_act: str = "gelu",
         initializer_range: float = 0.02,
+        initialization: str = "normal",
         repeat_bias: bool = False,
         loss_type: str = "ce",
         num_negatives: int = 1,
@@ -202,6 +207,8 @@ class LamarSASRecConfig(PretrainedConfig):
             raise ValueError("residual_from_norm is a pre-norm block layout: it needs norm_first=True")
         if hidden_act not in HIDDEN_ACTIVATIONS:
             raise ValueError(f"hidden_act must be one of {', '.join(HIDDEN_ACTIVATIONS)}, got {hidden_act!r}")
+        if initialization not in INITIALIZATIONS:
+            raise ValueError(f"initialization must be one of {', '.join(INITIALIZATIONS)}, got {initialization!r}")
         if hidden_size % num_attention_heads:
             raise ValueError(f"hidden_size {hidden_size} is not a multiple of num_attention_heads {num_attention_heads}")
         self.num_items = num_items
@@ -219,6 +226,7 @@ class LamarSASRecConfig(PretrainedConfig):
         self.residual_from_norm = residual_from_norm
         self.hidden_act = hidden_act
         self.initializer_range = initializer_range
+        self.initialization = initialization
         self.repeat_bias = repeat_bias
         self.loss_type = loss_type
         self.num_negatives = num_negatives

@@ -21,6 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 from transformers import PreTrainedModel
+from transformers import initialization as init
 from transformers.utils import ModelOutput
 
 from .configuration_lamar_sasrec import LamarSASRecConfig
@@ -249,6 +250,18 @@ class LamarSASRecPreTrainedModel(PreTrainedModel):
     config_class = LamarSASRecConfig
     base_model_prefix = "lamar_sasrec"
     main_input_name = "input_ids"
+
+    def _init_weights(self, module):
+        if self.config.initialization == "xavier_normal" and isinstance(module, (nn.Linear, nn.Embedding)):
+            init.xavier_normal_(module.weight)
+            if isinstance(module, nn.Linear) and module.bias is not None:
+                init.zeros_(module.bias)
+            # The slice loses the weight's "already initialised" flag, so check it here (as transformers does).
+            if isinstance(module, nn.Embedding) and module.padding_idx is not None \
+                    and not getattr(module.weight, "_is_hf_initialized", False):
+                init.zeros_(module.weight[module.padding_idx])
+        else:
+            super()._init_weights(module)
 
 
 class LamarSASRecModel(LamarSASRecPreTrainedModel):
