@@ -40,9 +40,13 @@ collect --config benchmarks/configs/toys_sasrec.yaml --variants id-only,metadata
   --runs $E/amazon_toys/runs --name toys_sasrec_study
 collect --config benchmarks/configs/sports_sasrec.yaml --variants id-only --settings "repeat score,$END" \
   --runs $E/amazon_sports/runs --name sports_sasrec_id_only
-# The validation-chosen setting of each variant re-run with committed records (session 14): ID-only, the metadata text
-# and signals v2 + metadata, all with the full softmax (v2's own table above chose it from two seeds).
-collect --config benchmarks/configs/beauty_sasrec.yaml --variants id-only,metadata,signals+metadata \
+# The metadata text and signals v2 + metadata with the full softmax, re-run with committed records (session 14): the
+# setting chosen for the metadata above, and the best of signals v2 + metadata on validation with two seeds.
+collect --config benchmarks/configs/beauty_sasrec.yaml --variants metadata,signals+metadata \
   --settings "$END + full softmax" --runs benchmarks/results/amazon_beauty/runs/beauty_sasrec_full_softmax \
   --name beauty_sasrec_full_softmax
+# RecTools' block and training (Xavier-normal, users in random order, no clipping) with the full softmax, ID-only.
+collect --config benchmarks/configs/beauty_sasrec.yaml --variants id-only \
+  --settings "$END + full softmax + RecTools block and training" \
+  --runs benchmarks/results/amazon_beauty/runs/beauty_sasrec_rectools_training --name beauty_sasrec_rectools_training
 echo "tables written under benchmarks/results/"

@@ -149,6 +149,66 @@ complete_sentence = (
     + bench_epoch("bench_train_2threads.json") + "."
 ) if complete_runs else ""
 
+def complete_row(data, variant):
+    """The chosen row of ``variant`` in ``data``, or None when the file is absent or no setting has all its seeds."""
+    found = next((r for r in data["rows"] if r["variant"] == variant), None) if data else None
+    return found if found and not found.get("missing") else None
+
+
+def optional(name):
+    return load(name) if (R / name).exists() else None
+
+
+def seeds_done(data, variant):
+    return max((len(e.get("seeds", [])) for e in data["settings"] if e["variant"] == variant), default=0)
+
+
+# Tables whose run records are kept in the repository (benchmarks/results/<dataset>/runs/<table>/).
+rerun = optional("amazon_beauty/beauty_sasrec_full_softmax.json")
+rectools = optional("amazon_beauty/beauty_sasrec_rectools_training.json")
+rerun_text = ""
+if rerun:
+    rm, rs = complete_row(rerun, "metadata"), complete_row(rerun, "signals+metadata")
+    if rm and rs:
+        versus = (f"Signals v2 + metadata against the metadata alone in this table: validation NDCG@10 "
+                  f"{cell(rs['validation'], 'ndcg@10')} against {cell(rm['validation'], 'ndcg@10')}, test Recall@20 "
+                  f"{100 * (rs['test']['recall@20'] / rm['test']['recall@20'] - 1):+.1f}%. With all three seeds the "
+                  f"full softmax is {'above' if rs['validation']['ndcg@10'] > v2_row['validation']['ndcg@10'] else 'below'}"
+                  f" the setting chosen for signals v2 + metadata in the v2 table on validation "
+                  f"({v2_row['validation']['ndcg@10']:.4f}, {short(v2_row['setting']['name'])}).")
+    else:
+        versus = (f"Not finished: metadata {seeds_done(rerun, 'metadata')} and signals v2 + metadata "
+                  f"{seeds_done(rerun, 'signals+metadata')} of 3 seeds.")
+    rerun_text = f"""
+
+The metadata text and signals v2 + metadata with the full softmax, trained again with their run records kept in the
+repository (`benchmarks/results/amazon_beauty/beauty_sasrec_full_softmax.md`, records in
+`benchmarks/results/amazon_beauty/runs/beauty_sasrec_full_softmax/`), against the ID-only row above (same device,
+same split):
+
+{rows_md(rerun, beauty)}
+
+{versus}"""
+if rectools:
+    rr = complete_row(rectools, "id-only")
+    if rr:
+        higher = rr["validation"]["ndcg@10"] > ib["validation"]["ndcg@10"]
+        outcome = (f"higher, so on validation it is the better ID-only setting: test Recall@10 "
+                   f"{cell(rr['test'], 'recall@10')}, NDCG@10 {cell(rr['test'], 'ndcg@10')} "
+                   f"({pct(rr['test']['recall@10'], 0.0921)} / {pct(rr['test']['ndcg@10'], 0.0531)} of eSASRec's)"
+                   if higher else "lower, so the chosen setting stays")
+        rectools_sentence = (f"validation NDCG@10 {cell(rr['validation'], 'ndcg@10')} against "
+                             f"{cell(ib['validation'], 'ndcg@10')} of the chosen setting: {outcome}")
+    else:
+        rectools_sentence = f"not finished ({seeds_done(rectools, 'id-only')} of 3 seeds)"
+    rerun_text += f"""
+
+RecTools' block and training with the full softmax, ID-only (`--residual_from_norm true --hidden_act relu
+--intermediate_size 64 --initialization xavier_normal --train_sampling_strategy random --max_grad_norm 0`: the SASRec
+authors' block, Xavier-normal weights, users in random order, no gradient clipping;
+`benchmarks/results/amazon_beauty/beauty_sasrec_rectools_training.md`, records beside it): {rectools_sentence}."""
+
+
 text = f"""## Results (settings chosen on validation)
 
 One table per dataset, quoted from `benchmarks/results/<dataset>/<experiment>.md`, which `benchmarks/experiment.py`
@@ -176,7 +236,7 @@ each variant's table there lists which of them it ran):
 The same with the signals v2 (SmolLM2 + LoRA adapter; `benchmarks/results/amazon_beauty/beauty_sasrec_v2_variants.md`;
 settings run: {settings_run(v2)}), against the ID-only row above (same device, same split):
 
-{rows_md(v2, beauty)}
+{rows_md(v2, beauty)}{rerun_text}
 
 Amazon Beauty, GRU4Rec and BERT4Rec ID-only (`beauty_gru4rec_id_only.md`, `beauty_bert4rec_id_only.md` beside it;
 settings run: GRU4Rec {settings_run(gru)}, BERT4Rec {settings_run(bert)}):
