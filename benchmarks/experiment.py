@@ -759,7 +759,8 @@ def run(options) -> None:
     threads = options.threads or max(1, (os.cpu_count() or 1) // options.jobs)
     # The records are the evidence of a table: by default they go to the repository, beside the table they make
     # (their logs and checkpoints are ignored by git), so that the table can be collected again on any machine.
-    work = Path(options.work or RESULTS / data.name / "runs" / results_path(options, grid, reduced, data.name).stem)
+    results = results_path(options, grid, reduced, data.name)
+    work = Path(options.work or RESULTS / data.name / "runs" / results.stem)
     jobs = [make_job(reduced, backbone, variant, name, seed, split_fingerprint=fingerprint, device=device,
                      dataset=data.name, max_users=options.max_users, time_budget=options.time_budget,
                      device_kind=options.device, inputs=str(inputs), work=str(work), threads=threads, **read)
@@ -798,7 +799,7 @@ def run(options) -> None:
     mine = {record_path(work, identity_of(job)).name for job in jobs}
     done = [record for record in records if Path(record["path"]).name in mine]
     if done:
-        write_results(results_path(options, grid, reduced, data.name), reduced, done, command)
+        write_results(results, reduced, done, command)
     if failed:
         raise SystemExit(f"{len(failed)} runs failed (the table shows them as missing): " + "; ".join(failed))
 

@@ -451,13 +451,14 @@ def test_xavier_normal_initialisation_starts_every_weight_matrix_as_rectools_doe
     normal = LamarSASRecModel(LamarSASRecConfig(**config))
     torch.manual_seed(0)
     xavier = LamarSASRecModel(LamarSASRecConfig(**config, initialization="xavier_normal"))
+    normal_parameters = dict(normal.named_parameters())
     for name, parameter in xavier.named_parameters():
         if parameter.dim() < 2:
             continue
         fan_out, fan_in = parameter.shape
         expected = (2 / (fan_in + fan_out)) ** 0.5  # Xavier-normal, gain 1
         torch.testing.assert_close(parameter.std().item(), expected, rtol=0.1, atol=0.0, msg=name)
-        torch.testing.assert_close(dict(normal.named_parameters())[name].std().item(), 0.02, rtol=0.1, atol=0.0)
+        torch.testing.assert_close(normal_parameters[name].std().item(), 0.02, rtol=0.1, atol=0.0)
     assert not xavier.item_table.item_embeddings.weight[0].any()  # padding stays zero
     biases = [p for n, p in xavier.named_parameters() if n.endswith(".bias") and "norm" not in n]
     assert biases and not any(bias.any() for bias in biases)
